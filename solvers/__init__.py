@@ -1,0 +1,19 @@
+"""Pure-functional ODE solvers with exact, cheap gradients.
+
+    sol = solvers.solve(f, y0, t0, t1, args, method=solvers.Tsit5(), ts=..., event=...)
+
+See `solve` for the arguments and `Solution` for what comes back.
+"""
+
+from ._adjoint import BacksolveAdjoint, CheckpointAdjoint, DiscreteAdjoint, ForwardMode
+from ._base import Status, StepResult
+from ._event import Event
+from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
+from ._solve import Solution, solve
+from ._tableau import ButcherTableau
+
+__all__ = [
+    "solve", "Solution", "Status", "Event", "StepResult", "ButcherTableau", "ExplicitRK",
+    "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
+    "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",
+]

@@ -1,0 +1,276 @@
+"""How gradients flow through a solve.
+
+Every adjoint runs the same forward loop (`_loop.forward`); they differ in what they
+record and how the backward pass gets the states it needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from . import _loop
+from ._base import Status
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteAdjoint:
+    """Exact reverse-mode gradient of the computed solution (the default).
+
+    The forward loop records every accepted step (s, h, y); the backward pass runs the
+    steps in reverse applying each step's VJP. Costs about 2-3 forward solves; memory
+    grows as max_steps x state size (a (max_steps, d) buffer), so lower max_steps or
+    use `CheckpointAdjoint` for large states. Forward mode: use `ForwardMode`.
+    """
+
+    def record_every(self, max_steps):
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointAdjoint:
+    """The `DiscreteAdjoint` gradient with bounded memory.
+
+    Stores the state at `checkpoints` evenly spaced steps (ceil(max_steps / checkpoints)
+    apart) and recomputes the steps between two checkpoints during the backward pass:
+    memory (checkpoints + max_steps / checkpoints) x state size, at the price of about
+    one more forward solve. Gradients are identical to DiscreteAdjoint's.
+    """
+
+    checkpoints: int = 64
+
+    def __post_init__(self):
+        if self.checkpoints < 1:
+            raise ValueError("CheckpointAdjoint(checkpoints=N) needs N >= 1")
+
+    def record_every(self, max_steps):
+        return max(1, -(-max_steps // self.checkpoints))
+
+
+@dataclasses.dataclass(frozen=True)
+class BacksolveAdjoint:
+    """Continuous adjoint: solve the adjoint ODE backwards in time alongside y.
+
+    O(1) memory in the number of steps, but approximate: the gradient of the exact
+    solution, not of the computed one, so it agrees with finite differences only to
+    about the solver tolerance. Unreliable when the backwards solve of y itself is
+    unstable (dissipative or chaotic systems run backwards, stiff problems) or when
+    the forward solution is inaccurate. `Solution.evaluate` is not available with it.
+    """
+
+    def record_every(self, max_steps):
+        return max_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardMode:
+    """Forward-mode differentiation (`jax.jvp`, `jax.jacfwd`) straight through the loop.
+
+    Cheapest when there are few inputs and many outputs. Reverse mode (`jax.grad`) does
+    not work with it: use DiscreteAdjoint for that.
+    """
+
+    def record_every(self, max_steps):
+        return 1
+
+
+def run(prob: _loop.Problem, adjoint, y0, p, ss, h0) -> _loop.Out:
+    """Run the forward loop with the gradient rule of `adjoint`."""
+    if isinstance(adjoint, ForwardMode):
+        return _loop.forward(prob, y0, p, ss, h0)
+
+    # h0 is an argument, not a closure: custom_vjp must not close over traced values.
+    @jax.custom_vjp
+    def solve(y0, p, ss, h0):
+        return _loop.forward(prob, y0, p, ss, h0)
+
+    def fwd(y0, p, ss, h0):
+        out = _loop.forward(prob, y0, p, ss, h0)
+        return out, (y0, p, ss, h0, out)
+
+    def bwd(res, ct):
+        y0, p, ss, h0, out = res
+        if isinstance(adjoint, BacksolveAdjoint):
+            grads = _backsolve(prob, p, ss, out, ct)
+        else:
+            grads = _discrete(prob, y0, p, ss, out, ct)
+        return grads + (jnp.zeros_like(h0),)  # step sizes are constants
+
+    solve.defvjp(fwd, bwd)
+    return solve(y0, p, ss, h0)
+
+
+def _zeros_like(tree):
+    return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+
+def _add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def _step_outputs(prob, out, j, y_j, p, ss):
+    """What step j contributes to the solve's outputs, as a function of (y_j, p, ss):
+    the state it ends in, the saved points inside it, the end time if a terminal event
+    cut it, and the time of a non-terminal event inside it."""
+    rec, method = out.records, prob.method
+    s_j, h_j = rec.s[j], rec.h[j]
+    res = method.step(prob.F, s_j, y_j, h_j, p, method.init(prob.F, s_j, y_j, p))
+    zero = jnp.zeros((), y_j.dtype)
+    y_out, s_end, s_ev = res.y1, zero, zero
+    if prob.event is not None:
+        has_event = (out.status == Status.EVENT) & (j == rec.n - 1)
+        if not prob.event.terminal:
+            has_event = jnp.any(rec.event_step == j)
+
+        def located():
+            theta = _loop.event_theta(prob, s_j, h_j, res.dense, res.y1, p)
+            return _loop.interp(method, res.dense, res.y1, h_j, theta), s_j + theta * h_j
+
+        y_ev, s_hit = jax.lax.cond(has_event, located, lambda: (res.y1, zero))
+        if prob.event.terminal:
+            y_out, s_end = y_ev, s_hit
+        else:
+            s_ev = s_hit
+    saves = jnp.zeros((prob.n_save, y_j.shape[0]), y_j.dtype)
+    if prob.n_save:
+        theta = jnp.clip((ss - s_j) / h_j, 0.0, 1.0)
+        vals = jax.vmap(lambda th: _loop.interp(method, res.dense, res.y1, h_j, th))(theta)
+        saves = jnp.where((rec.save_step == j)[:, None], vals, 0.0)
+    return y_out, saves, s_end, s_ev
+
+
+def _discrete(prob, y0, p, ss, out, ct):
+    """Backward pass over the recorded steps, recomputing between checkpoints."""
+    rec = out.records
+    n, every = rec.n, prob.record_every
+    ct_ys, ct_y_final = ct.ys, ct.y_final
+    ct_s_final, ct_s_events = ct.s_final, ct.s_events
+    # Saves after a terminal event are the final state (see solve): their cotangents
+    # were already routed there by `where`, so nothing is lost by masking them here.
+    method = prob.method
+
+    def replay(seg):
+        # States of the steps of one segment, recomputed from its checkpoint.
+        j0 = seg * every
+        buf = jnp.zeros((every,) + y0.shape, y0.dtype).at[0].set(rec.y[seg])
+
+        def body(i, buf):
+            j = j0 + i - 1
+            y = buf[i - 1]
+            y1 = method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p)).y1
+            return buf.at[i].set(y1)
+
+        return jax.lax.fori_loop(1, every, body, buf)
+
+    def one_step(j, y_j, carry):
+        a, ct_p, ct_ss = carry
+        is_last = j == n - 1
+        ct_step = (
+            a,
+            jnp.where((rec.save_step == j)[:, None], ct_ys, 0.0),
+            jnp.where(is_last, ct_s_final, 0.0),
+            jnp.sum(jnp.where(rec.event_step == j, ct_s_events, 0.0)),
+        )
+        _, vjp = jax.vjp(lambda y, p, ss: _step_outputs(prob, out, j, y, p, ss), y_j, p, ss)
+        a, dp, dss = vjp(ct_step)
+        return a, _add(ct_p, dp), ct_ss + dss
+
+    def segment(k, carry):
+        seg = n_seg - 1 - k
+        buf = replay(seg)
+
+        def inner(i, carry):
+            j = seg * every + every - 1 - i
+            return jax.lax.cond(j < n, lambda: one_step(j, buf[every - 1 - i], carry), lambda: carry)
+
+        return jax.lax.fori_loop(0, every, inner, carry)
+
+    n_seg = (n + every - 1) // every
+    carry = (ct_y_final, _zeros_like(p), jnp.zeros_like(ss))
+    a, ct_p, ct_ss = jax.lax.fori_loop(0, n_seg, segment, carry)
+    return a, ct_p, ct_ss
+
+
+def _backsolve(prob, p, ss, out, ct):
+    """Continuous adjoint: integrate (y, a, dL/dp) backwards from the end to s = 0,
+    stopping at each saved point and event to add its cotangent."""
+    p_flat, unravel_p = ravel_pytree(p)
+    d = out.y_final.shape[0]
+    dtype = out.y_final.dtype
+    F, G = prob.F, prob.G
+
+    def F_p(s, y, pf):
+        return F(s, y, unravel_p(pf))
+
+    def jump(y, s, ct_y, ct_s):
+        # An output at (s, y) with cotangents (ct_y, ct_s) where s is an event time
+        # (G(s, y, p) = 0) moving with y and p; for a save point ct_s is zero.
+        a_add, g_add = ct_y, jnp.zeros_like(p_flat)
+        if G is not None:
+            f = F_p(s, y, p_flat)
+            g_s, gy, gp = jax.grad(lambda s, y, pf: G(s, y, unravel_p(pf)), argnums=(0, 1, 2))(
+                s, y, p_flat
+            )
+            denom = g_s + gy @ f
+            c = ct_y @ f + ct_s
+            ratio = jnp.where(ct_s != 0, c / jnp.where(denom == 0, 1.0, denom), 0.0)
+            a_add = ct_y - ratio * gy
+            g_add = -ratio * gp
+        return a_add, g_add
+
+    def aug_field(sigma, z, args):
+        s_hi, s_lo = args
+        y, a = z[:d], z[d : 2 * d]
+        s = s_hi - sigma * (s_hi - s_lo)
+        f, vjp = jax.vjp(F_p, s, y, p_flat)
+        _, ay, ap = vjp(a)
+        # d/dsigma = -(s_hi - s_lo) d/ds, with da/ds = -a dF/dy and dg/ds = -a dF/dp.
+        return -(s_hi - s_lo) * jnp.concatenate([f, -ay, -ap])
+
+    aug = _loop.Problem(
+        F=aug_field, method=prob.method, rtol=prob.rtol, atol=prob.atol, adaptive=prob.adaptive,
+        max_steps=prob.max_steps, n_save=0, record_every=prob.max_steps, record=False,
+    )
+
+    def segment(z, s_hi, s_lo):
+        h0 = jnp.ones((), dtype) if not prob.adaptive else None
+        args = (s_hi, s_lo)
+        f0 = aug_field(jnp.zeros((), dtype), z, args)
+        if prob.adaptive:
+            h0 = _loop.initial_step(aug, z, args, f0)
+        else:
+            h0 = jnp.minimum(1.0, out.records.h[0] / jnp.maximum(s_hi - s_lo, 1e-300))
+        res = _loop.forward(aug, z, args, jnp.zeros((0,), dtype), h0)
+        return jnp.where(s_hi > s_lo, res.y_final, z)
+
+    # Points where cotangents enter, processed from the end backwards: save points, then
+    # non-terminal events (each with its time's cotangent).
+    E = out.s_events.shape[0]
+    pts = jnp.concatenate([ss, jnp.where(jnp.isfinite(out.s_events), out.s_events, -1.0)])
+    ct_pts_y = jnp.concatenate([ct.ys, jnp.zeros((E, d), dtype)])
+    ct_pts_s = jnp.concatenate([jnp.zeros_like(ss), ct.s_events])
+    order = jnp.argsort(-pts)
+
+    a0, g0 = jump(out.y_final, out.s_final, ct.y_final, ct.s_final)
+    z = jnp.concatenate([out.y_final, a0, g0])
+
+    def body(i, carry):
+        z, s_cur, ct_ss = carry
+        k = order[i]
+        s_k = pts[k]
+        valid = s_k >= 0
+        s_tgt = jnp.where(valid, jnp.minimum(s_k, s_cur), s_cur)
+        z = segment(z, s_cur, s_tgt)
+        y = z[:d]
+        a_add, g_add = jump(y, s_tgt, ct_pts_y[k], ct_pts_s[k])
+        z = z + jnp.where(valid, jnp.concatenate([jnp.zeros(d, dtype), a_add, g_add]), 0.0)
+        dss = jnp.where(valid & (k < ss.shape[0]), ct_pts_y[k] @ F_p(s_tgt, y, p_flat), 0.0)
+        ct_ss = ct_ss.at[jnp.minimum(k, ss.shape[0] - 1)].add(dss) if ss.shape[0] else ct_ss
+        return z, s_tgt, ct_ss
+
+    z, s_cur, ct_ss = jax.lax.fori_loop(0, pts.shape[0], body, (z, out.s_final, jnp.zeros_like(ss)))
+    z = segment(z, s_cur, jnp.zeros((), dtype))
+    return z[d : 2 * d], unravel_p(z[2 * d :]), ct_ss
+

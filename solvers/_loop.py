@@ -1,0 +1,285 @@
+"""The forward integration loop, in rescaled time s in [0, 1] on a flat state.
+
+`Problem` holds everything static about one solve; `forward` runs the adaptive (or
+fixed-step) loop and records what the adjoints and dense output need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Status
+from ._event import Event, crossed, locate
+
+# PI step-size controller (Hairer, Norsett & Wanner II, IV.2); the exponents are divided
+# by k = error order + 1.
+SAFETY, BETA1, BETA2 = 0.9, 0.7, 0.4
+FACTOR_MIN, FACTOR_MAX = 0.2, 10.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """Static description of a solve. F(s, y, p) and G(s, y, p) act on flat y."""
+
+    F: Callable
+    method: Any
+    rtol: float
+    atol: float
+    adaptive: bool
+    max_steps: int
+    n_save: int  # number of ts (0: only the final state is returned)
+    record_every: int  # store y every this many accepted steps (1 = every step)
+    record: bool  # False: store no y (BacksolveAdjoint)
+    G: Optional[Callable] = None  # event condition on the flat state
+    event: Optional[Event] = None
+
+    @property
+    def n_records(self):
+        if not self.record:
+            return 1
+        return -(-self.max_steps // self.record_every) + 1
+
+    @property
+    def max_events(self):
+        return 1 if self.event is None or self.event.terminal else self.event.max_events
+
+
+class Records(NamedTuple):
+    """Accepted steps of a solve: step k went from s[k] to s[k] + h[k] from state y[k]
+    (y only every `record_every` steps). The last one is cut at the event if one fired."""
+
+    s: Any  # (max_steps,)
+    h: Any  # (max_steps,)
+    y: Any  # (n_records, d)
+    n: Any  # number of accepted steps
+    event_theta: Any  # where in its step the terminal event was found (1 if none)
+    save_step: Any  # (n_save,) step index each saved point lies in (-1: after the event)
+    event_step: Any  # (max_events,) step index of each event (-1 unused)
+
+
+class Out(NamedTuple):
+    ys: Any  # (n_save, d)
+    y_final: Any  # (d,)
+    s_final: Any  # where the solve ended: 1, or the terminal event
+    s_events: Any  # (max_events,) non-terminal crossings, +inf unused
+    status: Any
+    stats: Any  # (num_steps, num_accepted, num_rejected, num_f_evals)
+    records: Records
+
+
+class _Carry(NamedTuple):
+    s: Any
+    y: Any
+    h: Any
+    mstate: Any
+    err_prev: Any
+    g: Any
+    n_steps: Any
+    n_acc: Any
+    status: Any
+    done: Any
+    ys: Any
+    i_save: Any
+    n_ev: Any
+    s_events: Any
+    rec: Records
+
+
+def rms(x):
+    return jnp.sqrt(jnp.mean(x * x))
+
+
+def error_ratio(method, y_err, scale):
+    if hasattr(method, "error_ratio"):
+        return method.error_ratio(y_err, scale)
+    return rms(y_err / scale)
+
+
+def interp(method, dense, y1, h, theta):
+    """Dense output at theta, exactly y1 at theta = 1."""
+    return jnp.where(theta >= 1, y1, method.interpolate(dense, h, theta))
+
+
+def initial_step(prob: Problem, y0, p, f0):
+    """Hairer's automatic first step (Solving ODEs I, II.4), in units of s."""
+    scale = prob.atol + prob.rtol * jnp.abs(y0)
+    d0, d1 = rms(y0 / scale), rms(f0 / scale)
+    small = (d0 < 1e-5) | (d1 < 1e-5)
+    h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1))
+    h0 = jnp.minimum(h0, 1.0)
+    f1 = prob.F(h0, y0 + h0 * f0, p)
+    d2 = rms((f1 - f0) / scale) / h0
+    dmax = jnp.maximum(d1, d2)
+    order = prob.method.order if prob.method.error_order is None else prob.method.error_order + 1
+    tiny = dmax <= 1e-15
+    h1 = jnp.where(tiny, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / jnp.where(tiny, 1.0, dmax)) ** (1.0 / order))
+    return jnp.minimum(100 * h0, h1)
+
+
+def _next_h(prob: Problem, h, ratio, err_prev, accept):
+    k = prob.method.error_order + 1
+    ratio_safe = jnp.maximum(ratio, 1e-10)
+    grow = SAFETY * ratio_safe ** (-BETA1 / k) * err_prev ** (BETA2 / k)
+    grow = jnp.clip(grow, FACTOR_MIN, FACTOR_MAX)
+    shrink = jnp.clip(SAFETY * ratio_safe ** (-1.0 / k), FACTOR_MIN, 1.0)
+    shrink = jnp.where(jnp.isfinite(ratio), shrink, FACTOR_MIN)
+    return h * jnp.where(accept, grow, shrink)
+
+
+def event_theta(prob: Problem, s, h, dense, y1, p):
+    """Where in the step [s, s + h] the event condition crosses zero."""
+    phi = lambda th: prob.G(s + th * h, interp(prob.method, dense, y1, h, th), p)  # noqa: E731
+    return locate(phi, jnp.result_type(h))
+
+
+def forward(prob: Problem, y0, p, ss, h0):
+    """Integrate from s=0 to s=1 (or a terminal event). ss: (n_save,) save points."""
+    method = prob.method
+    dtype = y0.dtype
+    d = y0.shape[0]
+    E = prob.max_events
+    mstate0 = method.init(prob.F, jnp.zeros((), dtype), y0, p)
+    g0 = prob.G(jnp.zeros((), dtype), y0, p) if prob.event is not None else jnp.zeros((), dtype)
+    rec = Records(
+        s=jnp.zeros(prob.max_steps, dtype),
+        h=jnp.zeros(prob.max_steps, dtype),
+        y=jnp.zeros((prob.n_records, d), dtype),
+        n=jnp.zeros((), jnp.int32),
+        event_theta=jnp.ones((), dtype),
+        save_step=jnp.full(prob.n_save, -1, jnp.int32),
+        event_step=jnp.full(E, -1, jnp.int32),
+    )
+    carry = _Carry(
+        s=jnp.zeros((), dtype), y=y0, h=jnp.asarray(h0, dtype), mstate=mstate0,
+        err_prev=jnp.ones((), dtype), g=g0, n_steps=jnp.zeros((), jnp.int32),
+        n_acc=jnp.zeros((), jnp.int32), status=jnp.asarray(Status.SUCCESS, jnp.int32),
+        done=jnp.asarray(False), ys=jnp.zeros((prob.n_save, d), dtype),
+        i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
+        s_events=jnp.full(E, jnp.inf, dtype), rec=rec,
+    )
+
+    def body(c: _Carry):
+        # Snap to the end rather than leave a sliver of a step for rounding to create.
+        near_end = c.s + c.h >= 1 - 64 * jnp.finfo(dtype).eps
+        h = jnp.where(near_end, 1 - c.s, jnp.minimum(c.h, 1 - c.s))
+        res = method.step(prob.F, c.s, c.y, h, p, c.mstate)
+        finite = jnp.all(jnp.isfinite(res.y1))
+        ok = jnp.asarray(res.ok) & finite
+        if prob.adaptive:
+            scale = prob.atol + prob.rtol * jnp.maximum(jnp.abs(c.y), jnp.abs(res.y1))
+            ratio = jnp.where(ok, error_ratio(method, res.y_err, scale), jnp.inf)
+            accept = ratio <= 1
+            h_next = jax.lax.stop_gradient(_next_h(prob, h, ratio, c.err_prev, accept))
+            h_next = jnp.where(accept & (h < c.h), c.h, h_next)  # don't let the last cut stick
+            err_prev = jnp.where(accept, jnp.maximum(ratio, 1e-4), c.err_prev)
+        else:
+            accept = ok
+            h_next, err_prev = c.h, c.err_prev
+        last = near_end | (h >= 1 - c.s)
+        s_new = jnp.where(last, jnp.ones_like(c.s), c.s + h)
+
+        # Events on the accepted step.
+        rec = c.rec
+        y_end, s_end, terminal_hit = res.y1, s_new, jnp.asarray(False)
+        g_new, n_ev, s_events = c.g, c.n_ev, c.s_events
+        if prob.event is not None:
+            g1 = prob.G(s_new, res.y1, p)
+            hit = accept & crossed(prob.event, c.g, g1)
+            theta = jax.lax.cond(
+                hit,
+                lambda: event_theta(prob, c.s, h, res.dense, res.y1, p),
+                lambda: jnp.ones((), dtype),
+            )
+            s_hit = c.s + theta * h
+            if prob.event.terminal:
+                terminal_hit = hit
+                y_end = jnp.where(hit, interp(method, res.dense, res.y1, h, theta), res.y1)
+                s_end = jnp.where(hit, s_hit, s_new)
+                rec = rec._replace(event_theta=jnp.where(hit, theta, rec.event_theta))
+            else:
+                store = hit & (c.n_ev < E)
+                idx = jnp.minimum(c.n_ev, E - 1)
+                s_events = s_events.at[idx].set(jnp.where(store, s_hit, s_events[idx]))
+                rec = rec._replace(
+                    event_step=rec.event_step.at[idx].set(jnp.where(store, c.n_acc, rec.event_step[idx]))
+                )
+                n_ev = c.n_ev + store
+            g_new = jnp.where(accept, g1, c.g)
+
+        # Record the accepted step.
+        i = jnp.minimum(c.n_acc, prob.max_steps - 1)
+        rec = rec._replace(
+            s=rec.s.at[i].set(jnp.where(accept, c.s, rec.s[i])),
+            h=rec.h.at[i].set(jnp.where(accept, h, rec.h[i])),
+            n=c.n_acc + accept,
+        )
+        if prob.record:
+            k = c.n_acc // prob.record_every
+            store_y = accept & (c.n_acc % prob.record_every == 0)
+            rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
+
+        # Save at the requested points inside the accepted part of the step.
+        ys, i_save = c.ys, c.i_save
+        if prob.n_save:
+            def save_cond(sc):
+                j, _, _ = sc
+                return accept & (j < prob.n_save) & (ss[jnp.minimum(j, prob.n_save - 1)] <= s_end)
+
+            def save_body(sc):
+                j, ys, steps = sc
+                theta = jnp.clip((ss[j] - c.s) / h, 0.0, 1.0)
+                yj = interp(method, res.dense, res.y1, h, theta)
+                return j + 1, ys.at[j].set(yj), steps.at[j].set(c.n_acc)
+
+            i_save, ys, save_step = jax.lax.while_loop(
+                save_cond, save_body, (c.i_save, c.ys, rec.save_step)
+            )
+            rec = rec._replace(save_step=save_step)
+
+        n_steps = c.n_steps + 1
+        finished = accept & (last | terminal_hit)
+        status = jnp.where(terminal_hit, Status.EVENT, c.status)
+        if prob.event is not None and prob.event.terminal:
+            status = jnp.where(finished & ~terminal_hit, Status.NO_EVENT, status)
+        if prob.adaptive:
+            underflow = ~accept & (c.s + h_next <= c.s)
+            fail_code = jnp.where(
+                ~jnp.asarray(res.ok), Status.NEWTON_FAIL, jnp.where(finite, Status.DT_MIN, Status.NONFINITE)
+            )
+        else:
+            underflow = ~accept
+            fail_code = jnp.where(finite, Status.NEWTON_FAIL, Status.NONFINITE)
+        status = jnp.where(underflow, fail_code, status)
+        out_of_steps = ~finished & ~underflow & (n_steps >= prob.max_steps)
+        status = jnp.where(out_of_steps, Status.MAX_STEPS, status).astype(jnp.int32)
+
+        sel = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(accept, x, y), a, b)  # noqa: E731
+        return _Carry(
+            s=jnp.where(accept, s_end, c.s),
+            y=jnp.where(accept, y_end, c.y),
+            h=h_next,
+            mstate=sel(res.state, c.mstate),
+            err_prev=err_prev,
+            g=g_new,
+            n_steps=n_steps,
+            n_acc=c.n_acc + accept,
+            status=status,
+            done=finished | underflow | out_of_steps,
+            ys=ys,
+            i_save=i_save,
+            n_ev=n_ev,
+            s_events=s_events,
+            rec=rec,
+        )
+
+    c = jax.lax.while_loop(lambda c: ~c.done, body, carry)
+    evals = getattr(method, "evals_per_step", 0)
+    stats = jnp.stack([c.n_steps, c.n_acc, c.n_steps - c.n_acc, 1 + evals * c.n_steps])
+    return Out(
+        ys=c.ys, y_final=c.y, s_final=c.s, s_events=c.s_events,
+        status=c.status, stats=stats, records=c.rec,
+    )

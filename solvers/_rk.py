@@ -1,0 +1,125 @@
+"""One generic explicit Runge-Kutta step, and the named methods built on it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from . import _tableau as T
+from ._base import StepResult
+
+
+def hermite(y0, y1, f0, f1, h, theta):
+    """Cubic Hermite interpolant through (y0, f0) at theta=0 and (y1, f1) at theta=1."""
+    t2, t3 = theta * theta, theta * theta * theta
+    return (
+        (2 * t3 - 3 * t2 + 1) * y0
+        + (t3 - 2 * t2 + theta) * h * f0
+        + (-2 * t3 + 3 * t2) * y1
+        + (t3 - t2) * h * f1
+    )
+
+
+def _dot(weights, ks):
+    # weights: numpy (s,) constants; skip zeros so unused stages cost nothing.
+    terms = [w * k for w, k in zip(weights, ks) if w != 0]
+    return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(ks[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplicitRK:
+    """Explicit Runge-Kutta method given by a `ButcherTableau` (see `_tableau.py`).
+
+    State between steps: f at the current point (first same as last).
+    Dense output: the tableau's interpolant, or cubic Hermite when it has none.
+    """
+
+    tableau: T.ButcherTableau = dataclasses.field(default=T.TSIT5, repr=False)
+
+    @property
+    def order(self):
+        return self.tableau.order
+
+    @property
+    def error_order(self):
+        return self.tableau.error_order
+
+    @property
+    def evals_per_step(self):
+        return self.tableau.stages - 1
+
+    def init(self, f, s, y, args):
+        return f(s, y, args)
+
+    def step(self, f, s, y, h, args, k0):
+        tab = self.tableau
+        ks = [k0]
+        y1 = None
+        for i in range(1, tab.stages):
+            if i == tab.fsal:
+                y1 = y + h * _dot(tab.b, ks)
+                yi = y1
+            else:
+                yi = y + h * _dot(tab.a[i, :i], ks)
+            ks.append(f(s + tab.c[i] * h, yi, args))
+        if tab.b_err is None:
+            y_err = jnp.zeros_like(y)
+        elif tab.b_err3 is None:
+            y_err = h * _dot(tab.b_err, ks)
+        else:
+            y_err = jnp.stack([h * _dot(tab.b_err, ks), h * _dot(tab.b_err3, ks)])
+        if tab.dense is None:
+            dense = (y, y1, k0, ks[tab.fsal])
+        else:
+            dense = (y, jnp.stack(ks))
+        return StepResult(y1, y_err, dense, ks[tab.fsal])
+
+    def interpolate(self, dense, h, theta):
+        if self.tableau.dense is None:
+            y0, y1, f0, f1 = dense
+            return hermite(y0, y1, f0, f1, h, theta)
+        y0, ks = dense
+        powers = theta ** jnp.arange(1, self.tableau.dense.shape[1] + 1, dtype=ks.dtype)
+        weights = jnp.asarray(self.tableau.dense, ks.dtype) @ powers
+        return y0 + h * (weights @ ks)
+
+    def error_ratio(self, y_err, scale):
+        """RMS norm of the error relative to scale = atol + rtol |y|; <= 1 accepts."""
+        if self.tableau.b_err3 is None:
+            return _rms(y_err / scale)
+        # DOP853: blend the 5th and 3rd order estimates (Hairer, Norsett & Wanner).
+        e5, e3 = _rms(y_err[0] / scale) ** 2, _rms(y_err[1] / scale) ** 2
+        denom = e5 + 0.01 * e3
+        safe = jnp.where(denom > 0, denom, 1.0)
+        return jnp.where(denom > 0, e5 / jnp.sqrt(safe), 0.0)
+
+
+def _rms(x):
+    return jnp.sqrt(jnp.mean(x * x))
+
+
+def _named(tab, doc):
+    @dataclasses.dataclass(frozen=True)
+    class Method(ExplicitRK):
+        __doc__ = doc
+        tableau: T.ButcherTableau = dataclasses.field(default=tab, repr=False)
+
+    Method.__name__ = Method.__qualname__ = tab.name
+    Method.__module__ = "solvers"
+    return Method
+
+
+Euler = _named(T.EULER, "Forward Euler, order 1, fixed steps only.")
+Heun = _named(T.HEUN, "Heun's method (explicit trapezoid), order 2, fixed steps only.")
+Midpoint = _named(T.MIDPOINT, "Explicit midpoint method, order 2, fixed steps only.")
+RK4 = _named(T.RK4, "The classical 4th order Runge-Kutta method, fixed steps only.")
+Bosh3 = _named(T.BOSH3, "Bogacki-Shampine 3(2) pair, FSAL, cubic Hermite dense output.")
+Tsit5 = _named(T.TSIT5, "Tsitouras 5(4) pair, FSAL, 4th order dense output. The default.")
+Dopri5 = _named(T.DOPRI5, "Dormand-Prince 5(4) pair, FSAL, 4th order dense output.")
+Dopri8 = _named(
+    T.DOPRI8,
+    "Dormand-Prince 8(5,3) pair (DOP853) with 7th order dense output. For tight tolerances.\n\n"
+    "Each step costs 15 evaluations of f: 11 new stages, and 3 more for the dense output that\n"
+    "events, `ts` and `evaluate` use (the 13th is reused as the next step's first).",
+)
