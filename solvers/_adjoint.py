@@ -177,6 +177,16 @@ def _discrete(prob, y0, p, ss, out, ct):
         a, dp, dss = vjp(ct_step)
         return a, _add(ct_p, dp), ct_ss + dss
 
+    carry = (ct_y_final, _zeros_like(p), jnp.zeros_like(ss))
+    if every == 1:
+        # Every state recorded: one plain loop from the last step to the first.
+        def body(i, carry):
+            j = n - 1 - i
+            return one_step(j, rec.y[j], carry)
+
+        a, ct_p, ct_ss = jax.lax.fori_loop(0, n, body, carry)
+        return a, ct_p, ct_ss
+
     def segment(k, carry):
         seg = n_seg - 1 - k
         buf = replay(seg)
@@ -188,7 +198,6 @@ def _discrete(prob, y0, p, ss, out, ct):
         return jax.lax.fori_loop(0, every, inner, carry)
 
     n_seg = (n + every - 1) // every
-    carry = (ct_y_final, _zeros_like(p), jnp.zeros_like(ss))
     a, ct_p, ct_ss = jax.lax.fori_loop(0, n_seg, segment, carry)
     return a, ct_p, ct_ss
 

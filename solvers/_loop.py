@@ -76,7 +76,7 @@ class _Carry(NamedTuple):
     y: Any
     h: Any
     mstate: Any
-    err_prev: Any
+    err_prev: Any  # log of the previous accepted error ratio
     g: Any
     n_steps: Any
     n_acc: Any
@@ -120,14 +120,15 @@ def initial_step(prob: Problem, y0, p, f0):
     return jnp.minimum(100 * h0, h1)
 
 
-def _next_h(prob: Problem, h, ratio, err_prev, accept):
+def _next_h(prob: Problem, h, ratio, log_err_prev, accept):
+    """Next step size from the error ratio (<= 1 accepted); log_err_prev is the log of
+    the previous accepted step's ratio. One log and one exp: pow is slow on CPU."""
     k = prob.method.error_order + 1
-    ratio_safe = jnp.maximum(ratio, 1e-10)
-    grow = SAFETY * ratio_safe ** (-BETA1 / k) * err_prev ** (BETA2 / k)
-    grow = jnp.clip(grow, FACTOR_MIN, FACTOR_MAX)
-    shrink = jnp.clip(SAFETY * ratio_safe ** (-1.0 / k), FACTOR_MIN, 1.0)
-    shrink = jnp.where(jnp.isfinite(ratio), shrink, FACTOR_MIN)
-    return h * jnp.where(accept, grow, shrink)
+    log_r = jnp.log(jnp.clip(ratio, 1e-10, 1e10))
+    exponent = jnp.where(accept, -BETA1 / k * log_r + BETA2 / k * log_err_prev, -log_r / k)
+    lo = FACTOR_MIN
+    hi = jnp.where(accept, FACTOR_MAX, 1.0)
+    return h * jnp.clip(SAFETY * jnp.exp(exponent), lo, hi)
 
 
 def event_theta(prob: Problem, s, h, dense, y1, p):
@@ -155,7 +156,7 @@ def forward(prob: Problem, y0, p, ss, h0):
     )
     carry = _Carry(
         s=jnp.zeros((), dtype), y=y0, h=jnp.asarray(h0, dtype), mstate=mstate0,
-        err_prev=jnp.ones((), dtype), g=g0, n_steps=jnp.zeros((), jnp.int32),
+        err_prev=jnp.zeros((), dtype), g=g0, n_steps=jnp.zeros((), jnp.int32),
         n_acc=jnp.zeros((), jnp.int32), status=jnp.asarray(Status.SUCCESS, jnp.int32),
         done=jnp.asarray(False), ys=jnp.zeros((prob.n_save, d), dtype),
         i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
@@ -175,7 +176,7 @@ def forward(prob: Problem, y0, p, ss, h0):
             accept = ratio <= 1
             h_next = jax.lax.stop_gradient(_next_h(prob, h, ratio, c.err_prev, accept))
             h_next = jnp.where(accept & (h < c.h), c.h, h_next)  # don't let the last cut stick
-            err_prev = jnp.where(accept, jnp.maximum(ratio, 1e-4), c.err_prev)
+            err_prev = jnp.where(accept, jnp.log(jnp.maximum(ratio, 1e-4)), c.err_prev)
         else:
             accept = ok
             h_next, err_prev = c.h, c.err_prev
@@ -210,17 +211,16 @@ def forward(prob: Problem, y0, p, ss, h0):
                 n_ev = c.n_ev + store
             g_new = jnp.where(accept, g1, c.g)
 
-        # Record the accepted step.
+        # Record the step at slot n_acc; a rejected step is overwritten by the next try.
         i = jnp.minimum(c.n_acc, prob.max_steps - 1)
-        rec = rec._replace(
-            s=rec.s.at[i].set(jnp.where(accept, c.s, rec.s[i])),
-            h=rec.h.at[i].set(jnp.where(accept, h, rec.h[i])),
-            n=c.n_acc + accept,
-        )
+        rec = rec._replace(s=rec.s.at[i].set(c.s), h=rec.h.at[i].set(h), n=c.n_acc + accept)
         if prob.record:
             k = c.n_acc // prob.record_every
-            store_y = accept & (c.n_acc % prob.record_every == 0)
-            rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
+            if prob.record_every == 1:
+                rec = rec._replace(y=rec.y.at[k].set(c.y))
+            else:
+                store_y = c.n_acc % prob.record_every == 0
+                rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
 
         # Save at the requested points inside the accepted part of the step.
         ys, i_save = c.ys, c.i_save
