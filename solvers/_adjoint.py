@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 from jax.flatten_util import ravel_pytree
 
 from . import _loop
@@ -86,20 +88,37 @@ def run(prob: _loop.Problem, adjoint, y0, p, ss, h0) -> _loop.Out:
     def solve(y0, p, ss, h0):
         return _loop.forward(prob, y0, p, ss, h0)
 
+    needs = {}
+
     def fwd(y0, p, ss, h0):
+        # Note which of (args, t0, t1) and ss are being differentiated, so the backward
+        # pass skips the cotangents nobody asked for.
+        is_p = lambda x: isinstance(x, CustomVJPPrimal)  # noqa: E731
+        needs["p"] = tuple(
+            any(leaf.perturbed for leaf in jax.tree_util.tree_leaves(part, is_leaf=is_p)) for part in p
+        )
+        needs["ss"] = ss.perturbed
+        y0, p, ss, h0 = jax.tree_util.tree_map(lambda x: x.value, (y0, p, ss, h0), is_leaf=is_p)
         out = _loop.forward(prob, y0, p, ss, h0)
         return out, (y0, p, ss, h0, out)
 
     def bwd(res, ct):
         y0, p, ss, h0, out = res
+        ct = jax.tree_util.tree_map(_instantiate, ct, is_leaf=lambda x: isinstance(x, SymbolicZero))
         if isinstance(adjoint, BacksolveAdjoint):
             grads = _backsolve(prob, p, ss, out, ct)
         else:
-            grads = _discrete(prob, y0, p, ss, out, ct)
+            grads = _discrete(prob, y0, p, ss, out, ct, needs["p"], needs["ss"])
         return grads + (jnp.zeros_like(h0),)  # step sizes are constants
 
-    solve.defvjp(fwd, bwd)
+    solve.defvjp(fwd, bwd, symbolic_zeros=True)
     return solve(y0, p, ss, h0)
+
+
+def _instantiate(x):
+    if isinstance(x, SymbolicZero):
+        return jnp.zeros(x.shape, x.dtype) if x.dtype != jax.dtypes.float0 else np.zeros(x.shape, x.dtype)
+    return x
 
 
 def _zeros_like(tree):
@@ -141,8 +160,10 @@ def _step_outputs(prob, out, j, y_j, p, ss):
     return y_out, saves, s_end, s_ev
 
 
-def _discrete(prob, y0, p, ss, out, ct):
-    """Backward pass over the recorded steps, recomputing between checkpoints."""
+def _discrete(prob, y0, p, ss, out, ct, need_p=(True, True, True), need_ss=True):
+    """Backward pass over the recorded steps, recomputing between checkpoints.
+
+    need_p: which of p = (args, t0, t1) get cotangents; need_ss: whether ss does."""
     rec = out.records
     n, every = rec.n, prob.record_every
     ct_ys, ct_y_final = ct.ys, ct.y_final
@@ -173,8 +194,16 @@ def _discrete(prob, y0, p, ss, out, ct):
             jnp.where(is_last, ct_s_final, 0.0),
             jnp.sum(jnp.where(rec.event_step == j, ct_s_events, 0.0)),
         )
-        _, vjp = jax.vjp(lambda y, p, ss: _step_outputs(prob, out, j, y, p, ss), y_j, p, ss)
-        a, dp, dss = vjp(ct_step)
+        # Differentiate only with respect to what is needed: fewer operations per step.
+        p_var = tuple(x if need else None for x, need in zip(p, need_p))
+        full = lambda pv: tuple(v if need else x for v, x, need in zip(pv, p, need_p))  # noqa: E731
+        if need_ss:
+            _, vjp = jax.vjp(lambda y, pv, ss: _step_outputs(prob, out, j, y, full(pv), ss), y_j, p_var, ss)
+            a, dp, dss = vjp(ct_step)
+        else:
+            _, vjp = jax.vjp(lambda y, pv: _step_outputs(prob, out, j, y, full(pv), ss), y_j, p_var)
+            (a, dp), dss = vjp(ct_step), jnp.zeros_like(ss)
+        dp = tuple(d if need else _zeros_like(x) for d, x, need in zip(dp, p, need_p))
         return a, _add(ct_p, dp), ct_ss + dss
 
     carry = (ct_y_final, _zeros_like(p), jnp.zeros_like(ss))
