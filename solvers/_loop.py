@@ -87,6 +87,7 @@ class _Carry(NamedTuple):
     n_ev: Any
     s_events: Any
     rec: Records
+    table: Any  # (max_steps, 2 [+ d]): s, h [, y] of each accepted step
 
 
 def rms(x):
@@ -145,10 +146,14 @@ def forward(prob: Problem, y0, p, ss, h0):
     E = prob.max_events
     mstate0 = method.init(prob.F, jnp.zeros((), dtype), y0, p)
     g0 = prob.G(jnp.zeros((), dtype), y0, p) if prob.event is not None else jnp.zeros((), dtype)
+    # One row per accepted step, (s, h) and (when every state is kept) y: a single
+    # dynamic-update-slice per step, which is what recording costs on CPU.
+    inline_y = prob.record and prob.record_every == 1
+    table = jnp.zeros((prob.max_steps, 2 + (d if inline_y else 0)), dtype)
     rec = Records(
-        s=jnp.zeros(prob.max_steps, dtype),
-        h=jnp.zeros(prob.max_steps, dtype),
-        y=jnp.zeros((prob.n_records, d), dtype),
+        s=jnp.zeros(0, dtype),  # filled from `table` after the loop
+        h=jnp.zeros(0, dtype),
+        y=jnp.zeros((0 if inline_y else prob.n_records, d), dtype),
         n=jnp.zeros((), jnp.int32),
         event_theta=jnp.ones((), dtype),
         save_step=jnp.full(prob.n_save, -1, jnp.int32),
@@ -160,7 +165,7 @@ def forward(prob: Problem, y0, p, ss, h0):
         n_acc=jnp.zeros((), jnp.int32), status=jnp.asarray(Status.SUCCESS, jnp.int32),
         done=jnp.asarray(False), ys=jnp.zeros((prob.n_save, d), dtype),
         i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
-        s_events=jnp.full(E, jnp.inf, dtype), rec=rec,
+        s_events=jnp.full(E, jnp.inf, dtype), rec=rec, table=table,
     )
 
     def body(c: _Carry):
@@ -213,14 +218,13 @@ def forward(prob: Problem, y0, p, ss, h0):
 
         # Record the step at slot n_acc; a rejected step is overwritten by the next try.
         i = jnp.minimum(c.n_acc, prob.max_steps - 1)
-        rec = rec._replace(s=rec.s.at[i].set(c.s), h=rec.h.at[i].set(h), n=c.n_acc + accept)
-        if prob.record:
+        row = jnp.concatenate([jnp.stack([c.s, h])] + ([c.y] if inline_y else []))
+        table = c.table.at[i].set(row)
+        rec = rec._replace(n=c.n_acc + accept)
+        if prob.record and not inline_y:
             k = c.n_acc // prob.record_every
-            if prob.record_every == 1:
-                rec = rec._replace(y=rec.y.at[k].set(c.y))
-            else:
-                store_y = c.n_acc % prob.record_every == 0
-                rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
+            store_y = c.n_acc % prob.record_every == 0
+            rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
 
         # Save at the requested points inside the accepted part of the step.
         ys, i_save = c.ys, c.i_save
@@ -274,12 +278,21 @@ def forward(prob: Problem, y0, p, ss, h0):
             n_ev=n_ev,
             s_events=s_events,
             rec=rec,
+            table=table,
         )
 
-    c = jax.lax.while_loop(lambda c: ~c.done, body, carry)
+    def body_same_types(c):
+        # Python-float constants must not promote float32 state to float64 under x64.
+        new = body(c)
+        return jax.tree_util.tree_map(lambda x, old: x.astype(old.dtype), new, c)
+
+    c = jax.lax.while_loop(lambda c: ~c.done, body_same_types, carry)
     evals = getattr(method, "evals_per_step", 0)
     stats = jnp.stack([c.n_steps, c.n_acc, c.n_steps - c.n_acc, 1 + evals * c.n_steps])
+    rec = c.rec._replace(
+        s=c.table[:, 0], h=c.table[:, 1], y=c.table[:, 2:] if inline_y else c.rec.y
+    )
     return Out(
         ys=c.ys, y_final=c.y, s_final=c.s, s_events=c.s_events,
-        status=c.status, stats=stats, records=c.rec,
+        status=c.status, stats=stats, records=rec,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _tableau as T
 from ._base import StepResult
@@ -21,10 +23,11 @@ def hermite(y0, y1, f0, f1, h, theta):
     )
 
 
-def _dot(weights, ks):
-    # weights: numpy (s,) constants; skip zeros so unused stages cost nothing.
-    terms = [w * k for w, k in zip(weights, ks) if w != 0]
-    return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(ks[0])
+def _combine(weights, ks):
+    """sum_i weights[i] ks[i]: a fused multiply-reduce (a `dot` would be a library call,
+    slow for the tiny sizes of a stage combination)."""
+    w = jnp.asarray(weights, ks.dtype)
+    return jnp.sum(w.reshape((-1,) + (1,) * (ks.ndim - 1)) * ks, axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,25 +57,27 @@ class ExplicitRK:
 
     def step(self, f, s, y, h, args, k0):
         tab = self.tableau
-        ks = [k0]
-        y1 = None
-        for i in range(1, tab.stages):
-            if i == tab.fsal:
-                y1 = y + h * _dot(tab.b, ks)
-                yi = y1
-            else:
-                yi = y + h * _dot(tab.a[i, :i], ks)
-            ks.append(f(s + tab.c[i] * h, yi, args))
+        # Stages in a loop rather than unrolled: one copy of f in the compiled program
+        # whatever the number of stages, which keeps compile times short.
+        a = jnp.asarray(tab.a, y.dtype)
+        c = jnp.asarray(tab.c, y.dtype)
+        ks = jnp.zeros((tab.stages,) + y.shape, y.dtype).at[0].set(k0)
+
+        def stage(i, ks):
+            return ks.at[i].set(f(s + c[i] * h, y + h * _combine(a[i], ks), args))
+
+        ks = jax.lax.fori_loop(1, tab.stages, stage, ks)
+        y1 = y + h * _combine(tab.b, ks)
         if tab.b_err is None:
             y_err = jnp.zeros_like(y)
         elif tab.b_err3 is None:
-            y_err = h * _dot(tab.b_err, ks)
+            y_err = h * _combine(tab.b_err, ks)
         else:
-            y_err = jnp.stack([h * _dot(tab.b_err, ks), h * _dot(tab.b_err3, ks)])
+            y_err = h * jnp.stack([_combine(tab.b_err, ks), _combine(tab.b_err3, ks)])
         if tab.dense is None:
             dense = (y, y1, k0, ks[tab.fsal])
         else:
-            dense = (y, jnp.stack(ks))
+            dense = (y, ks)
         return StepResult(y1, y_err, dense, ks[tab.fsal])
 
     def interpolate(self, dense, h, theta):
@@ -81,8 +86,8 @@ class ExplicitRK:
             return hermite(y0, y1, f0, f1, h, theta)
         y0, ks = dense
         powers = theta ** jnp.arange(1, self.tableau.dense.shape[1] + 1, dtype=ks.dtype)
-        weights = jnp.asarray(self.tableau.dense, ks.dtype) @ powers
-        return y0 + h * (weights @ ks)
+        weights = jnp.sum(jnp.asarray(self.tableau.dense, ks.dtype) * powers, axis=1)
+        return y0 + h * _combine(weights, ks)
 
     def error_ratio(self, y_err, scale):
         """RMS norm of the error relative to scale = atol + rtol |y|; <= 1 accepts."""

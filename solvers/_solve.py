@@ -57,8 +57,11 @@ class Solution(eqx.Module):
         T = self._t1 - self._t0
         s_all = jnp.where(T == 0, 1.0, (t - self._t0) / jnp.where(T == 0, 1.0, T))
 
+        # Unused slots past the last accepted step hold zeros: keep them out of the search.
+        starts = jnp.where(jnp.arange(rec.s.shape[0]) < rec.n, rec.s, jnp.inf)
+
         def one(s):
-            j = jnp.clip(jnp.searchsorted(rec.s, s, side="right") - 1, 0, rec.n - 1)
+            j = jnp.clip(jnp.searchsorted(starts, s, side="right") - 1, 0, rec.n - 1)
             j = jnp.where(rec.n > 0, j, 0)
             s_j, h_j, y_j = rec.s[j], rec.h[j], rec.y[j]
             m = prob.method
@@ -135,7 +138,7 @@ def _check(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps
             if ts_arr.min() < lo or ts_arr.max() > hi:
                 raise ValueError(f"ts must lie in [t0, t1] = [{t0}, {t1}]; got values in [{ts_arr.min()}, {ts_arr.max()}]")
     try:
-        out = jax.eval_shape(f, jnp.asarray(t0, float), y0, args)
+        out = eqx.filter_eval_shape(f, jnp.asarray(t0, float), y0, args)
     except Exception as e:  # the user's f failing at all is also worth a clear message
         raise ValueError(f"calling f(t0, y0, args) failed: {type(e).__name__}: {e}") from e
     want = jax.tree_util.tree_structure(y0)
