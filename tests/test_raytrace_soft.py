@@ -1,0 +1,65 @@
+"""Soft visibility: gradients at moving silhouettes and shadow edges approach
+finite differences of a supersampled hard render as softness shrinks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import raytrace as rt
+
+FLOOR = rt.Material((0.8, 0.8, 0.8), ambient=0.1)
+# Ambient-only ball: its pixels do not depend on its position except through
+# its silhouette, and the floor only through the shadow; every gradient below
+# comes from a moving edge.
+BALL = rt.Material((0.9, 0.3, 0.2), ambient=1.0, diffuse=0.0)
+CAM = rt.Camera((0, 2.5, -4), (0, 0.3, 0), width=16, height=16, vfov=40)
+P0 = jnp.array([0.1, 0.7, 0.2, 0.5])  # sphere centre (3) and radius
+
+
+def loss(p, softness, spp):
+    scene = rt.Scene([rt.Plane((0, 0, 0), (0, 1, 0), FLOOR), rt.Sphere(p[:3], p[3], BALL)],
+                     [rt.PointLight((1.5, 4.0, -1.0), 300.0)])
+    return jnp.mean(rt.render(scene, CAM, softness=softness, spp=spp, max_bounces=0))
+
+
+def reference(spp=1024, h=0.02):
+    """Central FD of a supersampled hard render; h spans many sample crossings."""
+    hard = jax.jit(lambda p: loss(p, 0.0, spp))
+    return np.array([(hard(P0.at[k].add(h)) - hard(P0.at[k].add(-h))) / (2 * h) for k in range(4)])
+
+
+def rel_err(g, ref):
+    return float(np.linalg.norm(np.asarray(g) - ref) / np.linalg.norm(ref))
+
+
+def test_soft_edge_gradients_approach_supersampled_finite_differences():
+    ref = reference()
+    errs = [rel_err(jax.grad(loss)(P0, s, 256), ref) for s in (0.2, 0.05)]
+    # The hard render's autodiff gradient sees no moving edge at all.
+    hard_err = rel_err(jax.grad(loss)(P0, 0.0, 256), ref)
+    assert hard_err > 0.9, hard_err
+    assert errs[1] < errs[0], errs
+    # Remaining error is mostly the reference's own sampling noise (~1%).
+    assert errs[1] < 0.02, errs
+
+
+@pytest.mark.slow
+def test_soft_gradient_sweep():
+    ref = reference(spp=4096, h=0.02)
+    errs = [rel_err(jax.grad(loss)(P0, s, 1024), ref) for s in (0.2, 0.1, 0.05, 0.025)]
+    print("relative errors", errs)
+    assert errs[-1] < errs[0] and max(errs[2:]) < 0.02, errs
+
+
+def test_soft_render_converges_to_hard_render():
+    hard = np.asarray(jax.jit(lambda p: rt.render(
+        rt.Scene([rt.Plane((0, 0, 0), (0, 1, 0), FLOOR), rt.Sphere(p[:3], p[3], BALL)],
+                 [rt.PointLight((1.5, 4.0, -1.0), 300.0)]), CAM, max_bounces=0))(P0))
+    for s, frac in ((0.1, 0.5), (1e-6, 0.0)):
+        soft = np.asarray(rt.render(
+            rt.Scene([rt.Plane((0, 0, 0), (0, 1, 0), FLOOR), rt.Sphere(P0[:3], P0[3], BALL)],
+                     [rt.PointLight((1.5, 4.0, -1.0), 300.0)]), CAM, softness=s, max_bounces=0))
+        differs = np.any(np.abs(soft - hard) > 1e-9, axis=-1).mean()
+        # Only pixels within `softness` of an edge differ (compact support).
+        assert differs <= frac + 1e-12, (s, differs)
