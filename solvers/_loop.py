@@ -94,6 +94,13 @@ def rms(x):
     return jnp.sqrt(jnp.mean(x * x))
 
 
+def _safe_rms(x):
+    # RMS without overflow in x * x (float32 with a tiny atol reaches 1e21 and more).
+    m = jnp.max(jnp.abs(x))
+    m_safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0)
+    return jnp.where(m > 0, m * rms(x / m_safe), 0.0)
+
+
 def error_ratio(method, y_err, scale):
     if hasattr(method, "error_ratio"):
         return method.error_ratio(y_err, scale)
@@ -108,17 +115,18 @@ def interp(method, dense, y1, h, theta):
 def initial_step(prob: Problem, y0, p, f0):
     """Hairer's automatic first step (Solving ODEs I, II.4), in units of s."""
     scale = prob.atol + prob.rtol * jnp.abs(y0)
-    d0, d1 = rms(y0 / scale), rms(f0 / scale)
+    d0, d1 = _safe_rms(y0 / scale), _safe_rms(f0 / scale)
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1))
     h0 = jnp.minimum(h0, 1.0)
     f1 = prob.F(h0, y0 + h0 * f0, p)
-    d2 = rms((f1 - f0) / scale) / h0
+    d2 = _safe_rms((f1 - f0) / scale) / h0
     dmax = jnp.maximum(d1, d2)
     order = prob.method.order if prob.method.error_order is None else prob.method.error_order + 1
     tiny = dmax <= 1e-15
     h1 = jnp.where(tiny, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / jnp.where(tiny, 1.0, dmax)) ** (1.0 / order))
-    return jnp.minimum(100 * h0, h1)
+    h = jnp.minimum(100 * h0, h1)
+    return jnp.where(jnp.isfinite(h) & (h > 0), h, 1e-6)
 
 
 def _next_h(prob: Problem, h, ratio, log_err_prev, accept):

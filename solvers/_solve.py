@@ -190,6 +190,8 @@ def solve(
     adjoint = _adjoint.DiscreteAdjoint() if adjoint is None else adjoint
     if hasattr(method, "specialize"):
         method = method.specialize(y0)
+    if hasattr(method, "with_tolerances") and _is_concrete((rtol, atol)):
+        method = method.with_tolerances(float(rtol), float(atol))  # e.g. Newton tolerances
     _check(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps)
     return _solve(f, y0, t0, t1, args, method, float(rtol), float(atol), dt0, adaptive, ts,
                   max_steps, adjoint, event, throw)
