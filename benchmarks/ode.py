@@ -112,7 +112,8 @@ def main():
         for lib, fwd, grad, cf, cg in rows:
             print(f"| {name} | {lib} | {fwd * 1e3:.3f} ms | {grad * 1e3:.3f} ms | {grad / fwd:.1f}x "
                   f"| {cf:.2f} s | {cg:.2f} s |")
-    print("\n| problem | diffrax / diffsci forward | diffrax / diffsci gradient | diffrax / diffsci first call (fwd, grad) |")
+    print("\n| problem | diffrax / diffsci forward | diffrax / diffsci gradient "
+          "| diffrax / diffsci first call (fwd, grad) |")
     print("|---|---|---|---|")
     for name, ((_, f1, g1, cf1, cg1), (_, f2, g2, cf2, cg2)) in problems:
         print(f"| {name} | {f2 / f1:.2f} | {g2 / g1:.2f} | {cf2 / cf1:.2f}, {cg2 / cg1:.2f} |")

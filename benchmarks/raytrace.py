@@ -158,14 +158,16 @@ def main(argv=None):
     lines = [
         f"Scene: two diffuse spheres over a floor, one point light, hard shadows, {SIZE}x{SIZE}, "
         "1 sample per pixel, direct lighting only. float32, median of "
-        f"{args.repeats} runs after compilation. CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"{args.repeats} runs after compilation. "
+        f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"jax {jax.__version__} ({jax.default_backend()}), Mitsuba {version} variant `{variant}`.",
         "",
         "| measurement | time (ms) | ratio |",
         "|---|---:|---:|",
         f"| diffsci render (jit) | {t_ours * 1e3:.1f} | {t_ours / t_mi:.2f}x Mitsuba |",
         f"| Mitsuba 3 render (`{variant}`, `direct`, 1 spp) | {t_mi * 1e3:.1f} | 1 |",
-        f"| diffsci gradient of image loss w.r.t. light position | {t_grad * 1e3:.1f} | {t_grad / t_ours:.2f}x our render |",
+        f"| diffsci gradient of image loss w.r.t. light position | {t_grad * 1e3:.1f} "
+        f"| {t_grad / t_ours:.2f}x our render |",
         f"| diffsci render, {n_tri}-triangle mesh + floor, BVH, no reflections | {t_bvh[0] * 1e3:.0f} | |",
         f"| diffsci render, {n_tri}-triangle mesh + floor, BVH, 2 reflection bounces | {t_bvh[2] * 1e3:.0f} | |",
         f"| BVH build on host (numpy), {n_tri} triangles | {t_build * 1e3:.0f} | |",

@@ -12,7 +12,15 @@ See `render` for soft visibility (gradients at moving edges and shadows).
 from ._io import read_obj, save_gif, save_image, write_obj
 from ._render import camera_rays, render
 from ._scene import (
-    Camera, DistantLight, Material, Mesh, Plane, PointLight, Scene, Sphere, Triangle,
+    Camera,
+    DistantLight,
+    Material,
+    Mesh,
+    Plane,
+    PointLight,
+    Scene,
+    Sphere,
+    Triangle,
 )
 
 __all__ = [

@@ -24,7 +24,13 @@ import numpy as np
 
 from . import _bvh
 from ._geometry import (
-    EPS, Layer, plane_layer, safe_norm, safe_normalize, safe_pow, sphere_layer, triangle_layer,
+    EPS,
+    plane_layer,
+    safe_norm,
+    safe_normalize,
+    safe_pow,
+    sphere_layer,
+    triangle_layer,
 )
 
 # Rays are traced in chunks so that the BVH while_loop of a chunk only waits

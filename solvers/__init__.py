@@ -16,6 +16,7 @@ from ._tableau import ButcherTableau
 
 __all__ = [
     "solve", "Solution", "Status", "Event", "StepResult", "ButcherTableau", "ExplicitRK",
-    "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8", "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
+    "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
+    "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",
 ]

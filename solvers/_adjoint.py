@@ -7,6 +7,7 @@ record and how the backward pass gets the states it needs.
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np

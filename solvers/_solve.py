@@ -136,7 +136,9 @@ def _check(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps
             if np.any(np.diff(ts_arr) * sign < 0):
                 raise ValueError("ts must be sorted in the direction of integration (from t0 to t1)")
             if ts_arr.min() < lo or ts_arr.max() > hi:
-                raise ValueError(f"ts must lie in [t0, t1] = [{t0}, {t1}]; got values in [{ts_arr.min()}, {ts_arr.max()}]")
+                raise ValueError(
+                    f"ts must lie in [t0, t1] = [{t0}, {t1}]; got values in [{ts_arr.min()}, {ts_arr.max()}]"
+                )
     try:
         out = eqx.filter_eval_shape(f, jnp.asarray(t0, float), y0, args)
     except Exception as e:  # the user's f failing at all is also worth a clear message

@@ -8,8 +8,8 @@ the same when t0 or t1 move.
 """
 
 import equinox as eqx
-import jax.flatten_util
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest

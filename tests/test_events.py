@@ -49,7 +49,8 @@ def test_falling_body_event_gradient(adjoint):
     h, g = 10.0, 9.81
     dh, dg = jax.jit(jax.grad(lambda h, g: landing_time(h, g, adjoint), argnums=(0, 1)))(A(h), A(g))
     exact_h, exact_g = 1 / np.sqrt(2 * h * g), -np.sqrt(2 * h) / (2 * g ** 1.5)
-    print(f"{type(adjoint).__name__}: dt/dh err {abs(float(dh) - exact_h):.1e}, dt/dg err {abs(float(dg) - exact_g):.1e}")
+    name = type(adjoint).__name__
+    print(f"{name}: dt/dh err {abs(float(dh) - exact_h):.1e}, dt/dg err {abs(float(dg) - exact_g):.1e}")
     assert abs(float(dh) - exact_h) < 1e-9
     assert abs(float(dg) - exact_g) < 1e-9
 
@@ -73,7 +74,8 @@ def test_projectile_linear_drag_against_closed_form():
     height = lambda t: h + (vy + g / k) * (1 - np.exp(-k * t)) / k - g * t / k  # noqa: E731
     t_star = brentq(height, 0.5, 10.0, xtol=1e-15, rtol=1e-15)
     x_star = vx * (1 - np.exp(-k * t_star)) / k
-    print(f"linear drag: event err {abs(float(sol.t_event) - t_star):.1e}, range err {abs(float(sol.ys[-1, 0]) - x_star):.1e}")
+    event_err, range_err = abs(float(sol.t_event) - t_star), abs(float(sol.ys[-1, 0]) - x_star)
+    print(f"linear drag: event err {event_err:.1e}, range err {range_err:.1e}")
     assert abs(float(sol.t_event) - t_star) < 1e-10
     assert abs(float(sol.ys[-1, 0]) - x_star) < 1e-9
 

@@ -15,7 +15,9 @@ TORUS = os.path.join(os.path.dirname(__file__), "data", "torus.obj")
 
 def test_read_obj_formats(tmp_path):
     p = tmp_path / "quad.obj"
-    p.write_text("# quad\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1 4//1\nf -4/1/1 -3/1/1 -1/1/1\n")
+    p.write_text(
+        "# quad\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1 4//1\nf -4/1/1 -3/1/1 -1/1/1\n"
+    )
     v, f = rt.read_obj(p)
     assert v.shape == (4, 3)
     np.testing.assert_array_equal(f, [[0, 1, 2], [0, 2, 3], [0, 1, 3]])
@@ -47,7 +49,8 @@ def test_bvh_refits_when_vertices_move():
     # Topology built for the original torus; moved vertices must still render
     # exactly like brute force (boxes are refit at render time).
     scene, brute = _scene("bvh"), _scene("none")
-    shift = lambda s: eqx.tree_at(lambda s: s.mesh.arrays, s, tuple(x + jnp.array([0.4, 0.1, 0.0]) for x in s.mesh.arrays))  # noqa: E731
+    offset = jnp.array([0.4, 0.1, 0.0])
+    shift = lambda s: eqx.tree_at(lambda s: s.mesh.arrays, s, tuple(x + offset for x in s.mesh.arrays))
     a = np.asarray(rt.render(shift(scene), CAM, max_bounces=0))
     b = np.asarray(rt.render(shift(brute), CAM, max_bounces=0))
     np.testing.assert_array_equal(a, b)
