@@ -55,12 +55,50 @@ CHECK = textwrap.dedent(
     """
 )
 
+RENDER_CHECK = textwrap.dedent(
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import raytrace as rt
 
-def test_sharded_ensemble_matches_single_device():
+    devs = jax.devices()
+    assert len(devs) == 4, devs
+    cam = rt.Camera((0.0, 1.0, -4.0), (0.0, 0.0, 0.0), width=16, height=12)
+    ball = rt.Sphere((0.0, 0.0, 0.0), 0.7, rt.Material((0.9, 0.3, 0.2)))
+    floor = rt.Plane((0.0, -0.7, 0.0), (0.0, 1.0, 0.0), rt.Material((0.8, 0.8, 0.8)))
+
+    def render(light_x):  # one image per light position: a batch of renders
+        scene = rt.Scene([ball, floor], [rt.PointLight(jnp.stack([light_x, 3.0, -2.0]), 200.0, (1.0, 1.0, 1.0))])
+        return rt.render(scene, cam)
+
+    xs = jnp.linspace(-3.0, 3.0, 8)
+    ref = jax.jit(jax.vmap(render))(jax.device_put(xs, devs[0]))
+    mesh = Mesh(np.array(devs), ("batch",))
+    spec = NamedSharding(mesh, P("batch"))
+    out = jax.jit(jax.vmap(render), out_shardings=spec)(jax.device_put(xs, spec))
+    assert len(out.sharding.device_set) == 4
+    assert float(np.asarray(ref).std()) > 0.01  # the lights really differ
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=0, atol=1e-6)
+    print("RENDER SHARDING OK")
+    """
+)
+
+
+def _run_on_four_devices(code):
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
-    assert "SHARDING OK" in proc.stdout
+    return proc.stdout
+
+
+def test_sharded_ensemble_matches_single_device():
+    assert "SHARDING OK" in _run_on_four_devices(CHECK)
+
+
+def test_sharded_batch_of_renders_matches_single_device():
+    assert "RENDER SHARDING OK" in _run_on_four_devices(RENDER_CHECK)
