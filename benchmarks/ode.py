@@ -102,7 +102,7 @@ def main():
         measure("Lotka-Volterra (2 states)", lotka_volterra, jnp.ones(2), 10.0,
                 jnp.array([1.5, 1.0, 3.0, 1.0])),
         measure("Fisher-KPP (64 states)", reaction_diffusion,
-                jnp.exp(-((jnp.linspace(0, 1, 64) - 0.5) ** 2) / 0.01), 1.0, jnp.array([1e-3, 1.0])),
+                jnp.exp(-((jnp.linspace(0, 1, 64) - 0.5) ** 2) / 0.01), 2.0, jnp.array([1e-2, 1.0])),
     ]
     print(f"Tsit5, rtol = atol = {RTOL:g}, float64, {jax.devices()[0].platform.upper()}, "
           f"jax {jax.__version__}, diffrax {diffrax.__version__}\n")
