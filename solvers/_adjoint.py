@@ -243,9 +243,9 @@ def _backsolve(prob, p, ss, out, ct):
     def F_p(s, y, pf):
         return F(s, y, unravel_p(pf))
 
-    def jump(y, s, ct_y, ct_s):
-        # An output at (s, y) with cotangents (ct_y, ct_s) where s is an event time
-        # (G(s, y, p) = 0) moving with y and p; for a save point ct_s is zero.
+    def jump(y, s, ct_y, ct_s, is_event):
+        # An output at (s, y) with cotangents (ct_y, ct_s). At an event time s moves with
+        # y and p (G(s, y, p) = 0), which moves y too: implicit function theorem.
         a_add, g_add = ct_y, jnp.zeros_like(p_flat)
         if G is not None:
             f = F_p(s, y, p_flat)
@@ -254,7 +254,7 @@ def _backsolve(prob, p, ss, out, ct):
             )
             denom = g_s + gy @ f
             c = ct_y @ f + ct_s
-            ratio = jnp.where(ct_s != 0, c / jnp.where(denom == 0, 1.0, denom), 0.0)
+            ratio = jnp.where(is_event & (denom != 0), c / jnp.where(denom == 0, 1.0, denom), 0.0)
             a_add = ct_y - ratio * gy
             g_add = -ratio * gp
         return a_add, g_add
@@ -292,7 +292,7 @@ def _backsolve(prob, p, ss, out, ct):
     ct_pts_s = jnp.concatenate([jnp.zeros_like(ss), ct.s_events])
     order = jnp.argsort(-pts)
 
-    a0, g0 = jump(out.y_final, out.s_final, ct.y_final, ct.s_final)
+    a0, g0 = jump(out.y_final, out.s_final, ct.y_final, ct.s_final, out.status == Status.EVENT)
     z = jnp.concatenate([out.y_final, a0, g0])
 
     def body(i, carry):
@@ -303,7 +303,7 @@ def _backsolve(prob, p, ss, out, ct):
         s_tgt = jnp.where(valid, jnp.minimum(s_k, s_cur), s_cur)
         z = segment(z, s_cur, s_tgt)
         y = z[:d]
-        a_add, g_add = jump(y, s_tgt, ct_pts_y[k], ct_pts_s[k])
+        a_add, g_add = jump(y, s_tgt, ct_pts_y[k], ct_pts_s[k], k >= ss.shape[0])
         z = z + jnp.where(valid, jnp.concatenate([jnp.zeros(d, dtype), a_add, g_add]), 0.0)
         dss = jnp.where(valid & (k < ss.shape[0]), ct_pts_y[k] @ F_p(s_tgt, y, p_flat), 0.0)
         ct_ss = ct_ss.at[jnp.minimum(k, ss.shape[0] - 1)].add(dss) if ss.shape[0] else ct_ss

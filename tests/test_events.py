@@ -198,3 +198,23 @@ def test_bouncing_ball_total_time_and_derivative():
     print(f"bouncing ball: total time err {abs(float(T) - T_ex):.1e}, dT/de err {abs(float(dT) - dT_ex):.1e}")
     assert abs(float(T) - T_ex) < 1e-11
     assert abs(float(dT) - dT_ex) < 1e-9
+
+
+@pytest.mark.parametrize("adjoint", ADJOINTS)
+def test_state_at_terminal_event_gradient_vs_fd(adjoint):
+    # Impact velocity of a body falling with quadratic drag: the state at the event moves
+    # with the event time, so its gradient needs the implicit-function term.
+    def fall(t, y, g):
+        return jnp.stack([y[1], -g - 0.1 * y[1] * jnp.abs(y[1])])
+
+    event = solvers.Event(lambda t, y, g: y[0], direction=-1)
+
+    def v_impact(h, adj):
+        sol = solvers.solve(fall, jnp.stack([h, 0.0]), 0.0, 10.0, 9.81, event=event, adjoint=adj,
+                            rtol=1e-10, atol=1e-10)
+        return sol.ys[-1, 1]
+
+    g = jax.grad(v_impact)(2.0, adjoint)
+    eps = 1e-5
+    fd = (v_impact(2.0 + eps, None) - v_impact(2.0 - eps, None)) / (2 * eps)
+    assert abs(float(g) - float(fd)) < 1e-7 * abs(float(fd)), (float(g), float(fd))
