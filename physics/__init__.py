@@ -1,0 +1,23 @@
+"""Differentiable physics models built on `solvers`.
+
+    from physics import trebuchet
+    d = trebuchet.shoot(wind, angle, weight, trebuchet.Trebuchet())
+"""
+
+from . import trebuchet
+from .trebuchet import (
+                        Aimer,
+                        ShotStatus,
+                        Trajectory,
+                        Trebuchet,
+                        aim,
+                        aim_direct,
+                        energy,
+                        shoot,
+                        shoot_with_status,
+                        simulate,
+                        train_aimer,
+)
+
+__all__ = ["trebuchet", "Trebuchet", "shoot", "shoot_with_status", "simulate", "energy",
+           "Trajectory", "ShotStatus", "Aimer", "train_aimer", "aim", "aim_direct"]
