@@ -23,7 +23,8 @@ def hermite(y0, y1, f0, f1, h, theta):
 
 def _sparse_combine(weights, ks):
     """sum_i weights[i] ks[i] over a list, skipping zero weights (numpy constants)."""
-    terms = [w * k for w, k in zip(weights, ks) if w != 0]
+    # float(w): a Python float is weakly typed, so float32 states stay float32 under x64.
+    terms = [float(w) * k for w, k in zip(weights, ks) if w != 0]
     return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(ks[0])
 
 
@@ -66,7 +67,7 @@ class ExplicitRK:
         # five times slower (benchmarks/ode.py).
         ks = [k0]
         for i in range(1, tab.stages):
-            ks.append(f(s + tab.c[i] * h, y + h * _sparse_combine(tab.a[i, :i], ks), args))
+            ks.append(f(s + float(tab.c[i]) * h, y + h * _sparse_combine(tab.a[i, :i], ks), args))
         y1 = y + h * _sparse_combine(tab.b, ks)
         ks = jnp.stack(ks)
         if tab.b_err is None:
