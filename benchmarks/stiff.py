@@ -174,7 +174,7 @@ def main():
             rej = "" if r["rejected"] is None else f" ({r['rejected']} rej.)"
             rows.append(f"| {name} (rtol {rtol:g}, atol {atol:g}) | {solver} | {r['status']} | "
                         f"{r['steps']}{rej} | {1e3 * r['time']:.1f} | {err:.1e} |")
-            print(rows[-1], flush=True)
+            print(rows[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
 
     header = ("| problem | solver | status | steps | time (ms) | max rel. error |\n"
               "|---|---|---|---|---|---|")
@@ -199,7 +199,7 @@ def main():
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "bench_stiff.md")
         with open(path, "w") as fh:
             fh.write(text)
-        print(f"\nwritten to {os.path.normpath(path)}")
+        print(f"written to {os.path.normpath(path)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

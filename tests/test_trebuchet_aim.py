@@ -71,7 +71,7 @@ def test_example_trebuchet_quick(tmp_path):
     assert "distance" in stdout
 
 
-@pytest.mark.slow  # trains (briefly) and compiles the simulator three ways: ~1-2 minutes
+# Trains briefly and compiles the simulator three ways (~1-2 minutes): the README demo must run in CI.
 def test_example_trebuchet_aim_quick(tmp_path):
     out, stdout = _run_example("trebuchet_aim.py", tmp_path)
     assert (out / "trebuchet_aim.png").stat().st_size > 0
