@@ -155,7 +155,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="Adam steps")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
-    steps = a.steps if a.steps is not None else (60 if a.quick else 2000)
+    steps = a.steps if a.steps is not None else (60 if a.quick else 3000)
 
     ts, y0, ys = make_data()
     k_init, k_train = jax.random.split(jax.random.PRNGKey(a.seed))

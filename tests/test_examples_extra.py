@@ -45,13 +45,19 @@ def test_taylor_sin(tmp_path):
 def test_neural_ode_spiral(tmp_path):
     out = run_example("neural_ode_spiral.py", tmp_path)
     check_png(tmp_path / "neural_ode_spiral.png")
-    assert number(r"loss ratio final/initial: (\S+)", out) < 0.5
+    # quick mode: 60 + 18 Adam steps take the full-trajectory error from ~9 to ~0.6
+    # (the full run, 3900 steps, reaches ~0.02)
+    assert number(r"loss ratio final/initial: (\S+)", out) < 0.2
+    assert number(r"final full-trajectory mean abs error: (\S+)", out) < 1.5
 
 
 def test_pendulum_swingup(tmp_path):
     out = run_example("pendulum_swingup.py", tmp_path)
     check_png(tmp_path / "pendulum_swingup.png")
-    assert number(r"loss ratio final/initial: (\S+)", out) < 0.9
+    # quick mode: 200 episodes roughly halve the loss; the full run solves swing-up and
+    # balance after ~300 episodes (held within 0.03 rad of upright over the last second)
+    assert number(r"loss ratio final/initial: (\S+)", out) < 0.8
+    assert number(r"hold error over the last second: max angle from upright (\S+) rad", out) <= 3.1416
 
 
 def test_ensemble_sharding(tmp_path):
