@@ -116,21 +116,8 @@ def mitsuba(repeats):
     return img, t, variant, note, mi.__version__
 
 
-def torus(R, r, nu, nv):
-    """Vertices and 2*nu*nv triangle faces of a torus around the y axis."""
-    u = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
-    U, V = np.meshgrid(u, v, indexing="ij")
-    verts = np.stack([(R + r * np.cos(V)) * np.cos(U), r * np.sin(V), (R + r * np.cos(V)) * np.sin(U)], -1)
-    i, j = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
-    a, b = i * nv + j, (i + 1) % nu * nv + j
-    c, d = (i + 1) % nu * nv + (j + 1) % nv, i * nv + (j + 1) % nv
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    return verts.reshape(-1, 3), faces
-
-
 def bvh_timing(repeats):
-    v, faces = torus(1.0, 0.4, 100, 50)
+    v, faces = rt.torus(1.0, 0.4, 100, 50)
     mat = rt.Material((0.7, 0.6, 0.3), ambient=0.1, specular=0.3, shininess=20.0)
     t = time.perf_counter()
     scene = rt.Scene([rt.Mesh(v.astype(np.float32), faces, mat),

@@ -32,6 +32,7 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import solvers  # noqa: E402
+from solvers._problems import hires, orego  # noqa: E402
 from solvers._stiff import Kvaerno5, Rodas5P  # noqa: E402
 
 # --- problems: f written once for jax.numpy and numpy (xp) ----------------------------
@@ -47,27 +48,6 @@ def rober(t, y, args, xp=jnp):
 
 def vdpol(t, y, args, xp=jnp):
     return xp.stack([y[1], ((1 - y[0] ** 2) * y[1] - y[0]) / 1e-6])
-
-
-def orego(t, y, args, xp=jnp):
-    return xp.stack([
-        77.27 * (y[1] + y[0] * (1 - 8.375e-6 * y[0] - y[1])),
-        (y[2] - (1 + y[0]) * y[1]) / 77.27,
-        0.161 * (y[0] - y[2]),
-    ])
-
-
-def hires(t, y, args, xp=jnp):
-    return xp.stack([
-        -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
-        1.71 * y[0] - 8.75 * y[1],
-        -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
-        8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3],
-        -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6],
-        -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
-        280.0 * y[5] * y[7] - 1.81 * y[6],
-        -280.0 * y[5] * y[7] + 1.81 * y[6],
-    ])
 
 
 # name: (f, y0, t1, rtol, atol, reference or None (-> Radau at rtol=1e-12))

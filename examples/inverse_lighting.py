@@ -31,19 +31,6 @@ import numpy as np  # noqa: E402
 import raytrace as rt  # noqa: E402
 
 
-def torus(R, r, nu, nv):
-    """Vertices (nu*nv, 3) and faces (2*nu*nv, 3) of a torus around the y axis."""
-    u = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
-    U, V = np.meshgrid(u, v, indexing="ij")
-    verts = np.stack([(R + r * np.cos(V)) * np.cos(U), r * np.sin(V), (R + r * np.cos(V)) * np.sin(U)], -1)
-    i, j = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
-    a, b = i * nv + j, (i + 1) % nu * nv + j
-    c, d = (i + 1) % nu * nv + (j + 1) % nv, i * nv + (j + 1) % nv
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    return verts.reshape(-1, 3), faces
-
-
 def levenberg_marquardt(residual, x0, iters, lam=1e-3, tol=1e-12):
     """Minimise sum(residual(x)**2); returns the path of x and the losses.
 
@@ -74,7 +61,7 @@ def levenberg_marquardt(residual, x0, iters, lam=1e-3, tol=1e-12):
 def mesh_light_fit(out, quick):
     size, (nu, nv), iters = (24, (12, 8), 2) if quick else (96, (48, 24), 20)
     path = os.path.join(tempfile.mkdtemp(), "torus.obj")
-    rt.write_obj(path, *torus(1.0, 0.4, nu, nv))
+    rt.write_obj(path, *rt.torus(1.0, 0.4, nu, nv))
     mesh = rt.Mesh.from_obj(path, rt.Material((0.9, 0.6, 0.2), ambient=0.05, specular=0.4, shininess=30.0))
     floor = rt.Plane((0, -0.4, 0), (0, 1, 0), rt.Material((0.5, 0.5, 0.6), reflection=0.3))
     base = rt.Scene([mesh, floor], [rt.PointLight((0, 1, 0), 1.0)])

@@ -9,7 +9,7 @@
 See `render` for soft visibility (gradients at moving edges and shadows).
 """
 
-from ._io import read_obj, save_gif, save_image, write_obj
+from ._io import read_obj, save_gif, save_image, torus, write_obj
 from ._render import camera_rays, render
 from ._scene import (
     Camera,
@@ -25,5 +25,6 @@ from ._scene import (
 
 __all__ = [
     "Camera", "DistantLight", "Material", "Mesh", "Plane", "PointLight", "Scene", "Sphere",
-    "Triangle", "camera_rays", "read_obj", "render", "save_gif", "save_image", "write_obj",
+    "Triangle", "camera_rays", "read_obj", "render", "save_gif", "save_image", "torus",
+    "write_obj",
 ]

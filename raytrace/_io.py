@@ -68,3 +68,21 @@ def write_obj(path, vertices, faces):
             fh.write(f"v {v[0]:.9g} {v[1]:.9g} {v[2]:.9g}\n")
         for f in np.asarray(faces) + 1:
             fh.write(f"f {f[0]} {f[1]} {f[2]}\n")
+
+
+def torus(R, r, nu, nv):
+    """A triangulated torus around the y axis, for test scenes and benchmarks.
+
+    R: distance from the centre to the tube's centre; r: tube radius (world units);
+    nu, nv: segments around the ring and around the tube. Returns numpy vertices
+    (nu*nv, 3) and faces (2*nu*nv, 3), ready for `Mesh` or `write_obj`.
+    """
+    u = np.linspace(0, 2 * np.pi, nu, endpoint=False)
+    v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
+    U, V = np.meshgrid(u, v, indexing="ij")
+    verts = np.stack([(R + r * np.cos(V)) * np.cos(U), r * np.sin(V), (R + r * np.cos(V)) * np.sin(U)], -1)
+    i, j = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
+    a, b = i * nv + j, (i + 1) % nu * nv + j
+    c, d = (i + 1) % nu * nv + (j + 1) % nv, i * nv + (j + 1) % nv
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return verts.reshape(-1, 3), faces

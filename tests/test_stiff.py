@@ -17,6 +17,7 @@ from scipy.linalg import expm
 
 import solvers
 from solvers._base import FAILURES, Status
+from solvers._problems import hires, orego
 from solvers._stiff import KVAERNO5_TABLEAU, RODAS5P_TABLEAU, Kvaerno5, Rodas5P
 
 METHODS = [Rodas5P(), Kvaerno5()]
@@ -44,27 +45,6 @@ def vdpol(t, y, eps):
 
 
 VDPOL_REF = np.array([0.1706167732170483e1, -0.8928097010247975e0])
-
-
-def orego(t, y, args, xp=jnp):
-    return xp.stack([
-        77.27 * (y[1] + y[0] * (1 - 8.375e-6 * y[0] - y[1])),
-        (y[2] - (1 + y[0]) * y[1]) / 77.27,
-        0.161 * (y[0] - y[2]),
-    ])
-
-
-def hires(t, y, args, xp=jnp):
-    return xp.stack([
-        -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
-        1.71 * y[0] - 8.75 * y[1],
-        -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
-        8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3],
-        -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6],
-        -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
-        280.0 * y[5] * y[7] - 1.81 * y[6],
-        -280.0 * y[5] * y[7] + 1.81 * y[6],
-    ])
 
 
 HIRES_Y0 = np.array([1.0, 0, 0, 0, 0, 0, 0, 0.0057])
