@@ -23,10 +23,18 @@ class DiscreteAdjoint:
     """Exact reverse-mode gradient of the computed solution (the default).
 
     The forward loop records every accepted step (s, h, y); the backward pass runs the
-    steps in reverse applying each step's VJP. Costs about 2-3 forward solves; memory
-    grows as max_steps x state size (a (max_steps, d) buffer), so lower max_steps or
-    use `CheckpointAdjoint` for large states. Forward mode: use `ForwardMode`.
+    steps in reverse applying each step's VJP. Memory grows as max_steps x state size
+    (a (max_steps, d) buffer), so lower max_steps or use `CheckpointAdjoint` for large
+    states. Forward mode (`jax.jvp`): use `ForwardMode`.
+
+    forward_below: when at most this many scalar inputs are differentiated (say a few
+        parameters), the same derivative is computed in forward mode instead: one
+        tangent per input carried along the forward solve, no step record and no
+        backward pass, several times cheaper for few inputs. 0: always run the
+        backward pass. The two agree to rounding error.
     """
+
+    forward_below: int = 8
 
     def record_every(self, max_steps):
         return 1
@@ -92,21 +100,28 @@ def run(prob: _loop.Problem, adjoint, y0, p, ss, h0) -> _loop.Out:
     needs = {}
 
     def fwd(y0, p, ss, h0):
-        # Note which of (args, t0, t1) and ss are being differentiated, so the backward
-        # pass skips the cotangents nobody asked for.
+        # Note which of y0, (args, t0, t1) and ss are being differentiated, so the
+        # backward pass skips the cotangents nobody asked for.
         is_p = lambda x: isinstance(x, CustomVJPPrimal)  # noqa: E731
         needs["p"] = tuple(
             any(leaf.perturbed for leaf in jax.tree_util.tree_leaves(part, is_leaf=is_p)) for part in p
         )
-        needs["ss"] = ss.perturbed
+        needs["y0"], needs["ss"] = y0.perturbed, ss.perturbed
         y0, p, ss, h0 = jax.tree_util.tree_map(lambda x: x.value, (y0, p, ss, h0), is_leaf=is_p)
+        n_in = sum(ravel_pytree(x)[0].size for x, need in zip(_parts(y0, p, ss), _need(needs)) if need)
+        needs["forward"] = n_in <= getattr(adjoint, "forward_below", 0)
+        if needs["forward"]:
+            out, jac = _forward_jacobian(prob, y0, p, ss, h0, _need(needs))
+            return out, (y0, p, ss, h0, jac)
         out = _loop.forward(prob, y0, p, ss, h0)
         return out, (y0, p, ss, h0, out)
 
     def bwd(res, ct):
         y0, p, ss, h0, out = res
         ct = jax.tree_util.tree_map(_instantiate, ct, is_leaf=lambda x: isinstance(x, SymbolicZero))
-        if isinstance(adjoint, BacksolveAdjoint):
+        if needs["forward"]:
+            grads = _contract(out, ct, y0, p, ss, _need(needs))
+        elif isinstance(adjoint, BacksolveAdjoint):
             grads = _backsolve(prob, p, ss, out, ct)
         else:
             grads = _discrete(prob, y0, p, ss, out, ct, needs["p"], needs["ss"])
@@ -114,6 +129,46 @@ def run(prob: _loop.Problem, adjoint, y0, p, ss, h0) -> _loop.Out:
 
     solve.defvjp(fwd, bwd, symbolic_zeros=True)
     return solve(y0, p, ss, h0)
+
+
+def _parts(y0, p, ss):
+    return (y0, p[0], p[1], p[2], ss)
+
+
+def _need(needs):
+    return (needs["y0"],) + needs["p"] + (needs["ss"],)
+
+
+def _outputs(out):
+    # The differentiable outputs of the loop.
+    return out.ys, out.y_final, out.s_final, out.s_events
+
+
+def _forward_jacobian(prob, y0, p, ss, h0, need):
+    """The loop's outputs and their Jacobian with respect to the differentiated inputs
+    (flattened into one vector), by forward mode: one tangent per input, carried along."""
+    parts = _parts(y0, p, ss)
+    x, unravel = ravel_pytree(tuple(part for part, n in zip(parts, need) if n))
+    prob = dataclasses.replace(prob, differentiable_records=False)
+
+    def run(x):
+        given = iter(unravel(x))
+        y0, args, t0, t1, ss = (next(given) if n else part for part, n in zip(parts, need))
+        out = _loop.forward(prob, y0, (args, t0, t1), ss, h0)
+        return _outputs(out), out
+
+    jac, out = jax.jacfwd(run, has_aux=True)(x)
+    return out, jac
+
+
+def _contract(jac, ct, y0, p, ss, need):
+    """Cotangents of (y0, p, ss) from the outputs' cotangents and their Jacobian."""
+    parts = _parts(y0, p, ss)
+    _, unravel = ravel_pytree(tuple(part for part, n in zip(parts, need) if n))
+    g = sum(jnp.tensordot(c, J, axes=c.ndim) for c, J in zip(_outputs(ct), jac))
+    given = iter(unravel(g))
+    y0, args, t0, t1, ss = (next(given) if n else _zeros_like(part) for part, n in zip(parts, need))
+    return y0, (args, t0, t1), ss
 
 
 def _instantiate(x):
@@ -130,13 +185,17 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def _step_outputs(prob, out, j, y_j, p, ss):
+def _step_outputs(prob, out, j, y_j, p, ss, ks=None):
     """What step j contributes to the solve's outputs, as a function of (y_j, p, ss):
     the state it ends in, the saved points inside it, the end time if a terminal event
-    cut it, and the time of a non-terminal event inside it."""
+    cut it, and the time of a non-terminal event inside it. With ks (explicit RK), the
+    step's stage derivatives are given rather than computed."""
     rec, method = out.records, prob.method
     s_j, h_j = rec.s[j], rec.h[j]
-    res = method.step(prob.F, s_j, y_j, h_j, p, method.init(prob.F, s_j, y_j, p))
+    if ks is None:
+        res = method.step(prob.F, s_j, y_j, h_j, p, method.init(prob.F, s_j, y_j, p))
+    else:
+        res = method.finish(y_j, h_j, ks)
     zero = jnp.zeros((), y_j.dtype)
     y_out, s_end, s_ev = res.y1, zero, zero
     if prob.event is not None:
@@ -198,7 +257,9 @@ def _discrete(prob, y0, p, ss, out, ct, need_p=(True, True, True), need_ss=True)
         # Differentiate only with respect to what is needed: fewer operations per step.
         p_var = tuple(x if need else None for x, need in zip(p, need_p))
         full = lambda pv: tuple(v if need else x for v, x, need in zip(pv, p, need_p))  # noqa: E731
-        if need_ss:
+        if hasattr(method, "stages_vjp"):
+            a, dp, dss = _rk_step_vjp(prob, out, j, y_j, p_var, full, ss, need_ss, ct_step)
+        elif need_ss:
             _, vjp = jax.vjp(lambda y, pv, ss: _step_outputs(prob, out, j, y, full(pv), ss), y_j, p_var, ss)
             a, dp, dss = vjp(ct_step)
         else:
@@ -230,6 +291,22 @@ def _discrete(prob, y0, p, ss, out, ct, need_p=(True, True, True), need_ss=True)
     n_seg = (n + every - 1) // every
     a, ct_p, ct_ss = jax.lax.fori_loop(0, n_seg, segment, carry)
     return a, ct_p, ct_ss
+
+
+def _rk_step_vjp(prob, out, j, y_j, p_var, full, ss, need_ss, ct_step):
+    """VJP of `_step_outputs` for explicit RK: the outputs given the stages, then the
+    method's own reverse sweep through the stages (see ExplicitRK.stages_vjp)."""
+    method, rec = prob.method, out.records
+    s_j, h_j = rec.s[j], rec.h[j]
+    F = lambda s, y, pv: prob.F(s, y, full(pv))  # noqa: E731
+    Ys, ks = method.stages(F, s_j, y_j, h_j, p_var, F(s_j, y_j, p_var))
+    _, vjp = jax.vjp(lambda y, ks, pv, ss: _step_outputs(prob, out, j, y, full(pv), ss, ks), y_j, ks, p_var, ss)
+    a, k_bar, dp, dss = vjp(ct_step)
+    used = method.used_stages(dense=prob.n_save > 0 or prob.event is not None)
+    k_bar = [kb if u else None for kb, u in zip(k_bar, used)]
+    a_st, dp_st = method.stages_vjp(F, s_j, h_j, p_var, Ys, k_bar)
+    dss = dss if need_ss else jnp.zeros_like(ss)
+    return a + a_st, _add(dp, dp_st), dss
 
 
 def _backsolve(prob, p, ss, out, ct):

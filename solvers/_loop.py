@@ -36,6 +36,9 @@ class Problem:
     record: bool  # False: store no y (BacksolveAdjoint)
     G: Optional[Callable] = None  # event condition on the flat state
     event: Optional[Event] = None
+    # False: records carry no tangents. Pure forward mode never reads them, and would
+    # otherwise push a whole table per tangent; forward-over-reverse (Hessians) does.
+    differentiable_records: bool = True
 
     @property
     def n_records(self):
@@ -146,6 +149,10 @@ def event_theta(prob: Problem, s, h, dense, y1, p):
     return locate(phi, jnp.result_type(h))
 
 
+def _const(prob, x):
+    return x if prob.differentiable_records else jax.lax.stop_gradient(x)
+
+
 def forward(prob: Problem, y0, p, ss, h0):
     """Integrate from s=0 to s=1 (or a terminal event). ss: (n_save,) save points."""
     method = prob.method
@@ -226,13 +233,14 @@ def forward(prob: Problem, y0, p, ss, h0):
 
         # Record the step at slot n_acc; a rejected step is overwritten by the next try.
         i = jnp.minimum(c.n_acc, prob.max_steps - 1)
-        row = jnp.concatenate([jnp.stack([c.s, h])] + ([c.y] if inline_y else []))
+        row = _const(prob, jnp.concatenate([jnp.stack([c.s, h])] + ([c.y] if inline_y else [])))
         table = c.table.at[i].set(row)
         rec = rec._replace(n=c.n_acc + accept)
         if prob.record and not inline_y:
             k = c.n_acc // prob.record_every
             store_y = c.n_acc % prob.record_every == 0
-            rec = rec._replace(y=rec.y.at[k].set(jnp.where(store_y, c.y, rec.y[k])))
+            y_k = jnp.where(store_y, _const(prob, c.y), rec.y[k])
+            rec = rec._replace(y=rec.y.at[k].set(y_k))
 
         # Save at the requested points inside the accepted part of the step.
         ys, i_save = c.ys, c.i_save

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _tableau as T
 from ._base import StepResult
@@ -19,6 +21,25 @@ def hermite(y0, y1, f0, f1, h, theta):
         + (-2 * t3 + 3 * t2) * y1
         + (t3 - t2) * h * f1
     )
+
+
+# From this state size on, stage values are materialised (see `materialize`).
+MATERIALIZE_FROM = 16
+
+
+def materialize(x, true):
+    """x, computed once into a buffer when the state is big enough to be worth it.
+
+    XLA fuses elementwise chains and, to do so, recomputes a producer inside each of
+    its consumers. Through the stages of a step (or its VJP) that recomputation
+    compounds, and for a 64-state problem made steps 2x (forward) to 5x (backward)
+    slower. A conditional's result is a buffer XLA cannot fuse through; `true` must be
+    a traced predicate that holds (its other branch gives NaN). For tiny states the
+    conditional costs more than the recomputation."""
+    if sum(leaf.size for leaf in jax.tree_util.tree_leaves(x)) < MATERIALIZE_FROM:
+        return x
+    nan = lambda x: jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), x)  # noqa: E731
+    return jax.lax.cond(true, lambda x: x, nan, x)
 
 
 def _sparse_combine(weights, ks):
@@ -60,14 +81,22 @@ class ExplicitRK:
     def init(self, f, s, y, args):
         return f(s, y, args)
 
-    def step(self, f, s, y, h, args, k0):
+    def stages(self, f, s, y, h, args, k0):
+        """Stage points Y_i (Y_0 = y) and derivatives k_i = f(s + c_i h, Y_i, args), k_0 = k0.
+
+        Unrolled in Python with the tableau's zeros skipped: a rolled stage loop compiles
+        faster but writes a (stages, d) buffer per stage, which under vmap was five times
+        slower (benchmarks/ode.py)."""
         tab = self.tableau
-        # Stages unrolled in Python with the tableau's zeros skipped: a rolled stage loop
-        # compiles faster but writes a (stages, d) buffer per stage, which under vmap was
-        # five times slower (benchmarks/ode.py).
-        ks = [k0]
+        Ys, ks = [y], [k0]
         for i in range(1, tab.stages):
-            ks.append(f(s + float(tab.c[i]) * h, y + h * _sparse_combine(tab.a[i, :i], ks), args))
+            Ys.append(y + h * _sparse_combine(tab.a[i, :i], ks))
+            ks.append(materialize(f(s + float(tab.c[i]) * h, Ys[i], args), h == h))
+        return Ys, ks
+
+    def finish(self, y, h, ks):
+        """The step's result from its stage derivatives ks (a list)."""
+        tab = self.tableau
         y1 = y + h * _sparse_combine(tab.b, ks)
         ks = jnp.stack(ks)
         if tab.b_err is None:
@@ -77,10 +106,48 @@ class ExplicitRK:
         else:
             y_err = h * jnp.stack([_combine(tab.b_err, ks), _combine(tab.b_err3, ks)])
         if tab.dense is None:
-            dense = (y, y1, k0, ks[tab.fsal])
+            dense = (y, y1, ks[0], ks[tab.fsal])
         else:
             dense = (y, ks)
         return StepResult(y1, y_err, dense, ks[tab.fsal])
+
+    def step(self, f, s, y, h, args, k0):
+        return self.finish(y, h, self.stages(f, s, y, h, args, k0)[1])
+
+    def used_stages(self, dense):
+        """Which k_i the step's y1 (and, with dense=True, its dense output) depend on."""
+        tab = self.tableau
+        used = np.pad(tab.b, (0, tab.stages - len(tab.b))) != 0
+        if dense and tab.dense is not None:
+            used |= np.any(tab.dense != 0, axis=1)
+        elif dense:
+            used[[0, tab.fsal]] = True  # cubic Hermite: f at both ends
+        return [bool(u) for u in used]
+
+    def stages_vjp(self, f, s, h, args, Ys, k_bar):
+        """Reverse sweep through the stages: cotangents of (y, args) given cotangents
+        k_bar of the k_i, with k_0 = f(s, y, args) included. Ys from `stages`.
+
+        One VJP of f per stage at its given point, each result materialised: differentiating
+        the whole step at once let XLA fuse the stage chain into every kernel of the
+        backward pass and recompute it there, 4x slower for a 64-state problem."""
+        tab = self.tableau
+        k_bar = list(k_bar)
+        y_bar, args_bar = None, None
+        for i in reversed(range(tab.stages)):
+            if k_bar[i] is None:
+                continue
+            c_i = float(tab.c[i])
+            _, vjp = jax.vjp(lambda Y, a: f(s + c_i * h, Y, a), Ys[i], args)
+            Y_bar, a_bar = vjp(k_bar[i])
+            Y_bar = materialize(Y_bar, h == h)
+            y_bar = Y_bar if y_bar is None else y_bar + Y_bar
+            args_bar = a_bar if args_bar is None else jax.tree_util.tree_map(jnp.add, args_bar, a_bar)
+            for j in range(i):
+                if tab.a[i, j] != 0:
+                    term = (h * float(tab.a[i, j])) * Y_bar
+                    k_bar[j] = term if k_bar[j] is None else k_bar[j] + term
+        return y_bar, args_bar
 
     def interpolate(self, dense, h, theta):
         if self.tableau.dense is None:

@@ -236,6 +236,7 @@ def _solve(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps
         n_save=0 if ts is None else ts.shape[0],
         record_every=adjoint.record_every(max_steps),
         record=not isinstance(adjoint, _adjoint.BacksolveAdjoint), G=G, event=event,
+        differentiable_records=not isinstance(adjoint, _adjoint.ForwardMode),
     )
     if dt0 is not None:
         h0 = jnp.abs(jnp.asarray(dt0, dtype)) / jnp.abs(safe_T)

@@ -27,6 +27,10 @@ def lv(t, y, p):
 # theta = (y0[2], params[4], t0, t1, ts[5])
 THETA0 = np.array([1.0, 1.0, 1.5, 1.0, 3.0, 1.0, 0.0, 2.0, 0.3, 0.7, 1.1, 1.6, 1.9])
 W = np.random.default_rng(0).normal(size=(5, 2))
+# DiscreteAdjoint computes gradients with respect to at most `forward_below` (8) inputs
+# by forward sensitivities, else by its backward pass: test both routes explicitly.
+REVERSE = solvers.DiscreteAdjoint(forward_below=0)
+FORWARD = solvers.DiscreteAdjoint(forward_below=THETA0.size)
 N_FIXED = 40
 
 
@@ -68,7 +72,7 @@ def fd_fixed():
 
 @pytest.fixture(scope="module")
 def grad_discrete_fixed():
-    return np.asarray(jax.jit(jax.grad(make_loss(solvers.DiscreteAdjoint(), False)))(A(THETA0)))
+    return np.asarray(jax.jit(jax.grad(make_loss(REVERSE, False)))(A(THETA0)))
 
 
 def test_discrete_fixed_vs_fd(grad_discrete_fixed, fd_fixed):
@@ -88,7 +92,16 @@ def test_checkpoint_fixed_vs_fd_and_discrete(grad_discrete_fixed, fd_fixed):
 
 @pytest.fixture(scope="module")
 def grad_discrete_adaptive():
-    return np.asarray(jax.jit(jax.grad(make_loss(solvers.DiscreteAdjoint(), True)))(A(THETA0)))
+    return np.asarray(jax.jit(jax.grad(make_loss(REVERSE, True)))(A(THETA0)))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_forward_sensitivities_equal_backward_pass(adaptive, grad_discrete_fixed, grad_discrete_adaptive):
+    g = np.asarray(jax.jit(jax.grad(make_loss(FORWARD, adaptive)))(A(THETA0)))
+    ref = grad_discrete_adaptive if adaptive else grad_discrete_fixed
+    err = rel_err(g, ref)
+    print(f"DiscreteAdjoint forward sensitivities vs backward pass (adaptive={adaptive}): {err:.2e}")
+    assert err < 1e-12
 
 
 @pytest.mark.parametrize("n", [pytest.param(1, marks=pytest.mark.slow), 7, pytest.param(64, marks=pytest.mark.slow)])
@@ -119,7 +132,7 @@ def test_forward_mode_equals_discrete_reverse():
         return fun
 
     jf = jax.jit(jax.jacfwd(ys_of(solvers.ForwardMode())))(A(THETA0))
-    jr = jax.jit(jax.jacrev(ys_of(solvers.DiscreteAdjoint())))(A(THETA0))
+    jr = jax.jit(jax.jacrev(ys_of(REVERSE)))(A(THETA0))
     assert jf.shape == jr.shape == (5, 2, 13)
     err = rel_err(jf, jr)
     print(f"ForwardMode jacfwd vs Discrete jacrev: {err:.2e}")
@@ -179,10 +192,11 @@ def test_mlp_weights_as_args():
         assert abs(an - fd) < 1e-7 * max(1.0, abs(fd)), (an, fd)
 
 
-def test_hessian_vs_fd_of_gradient():
+@pytest.mark.parametrize("adjoint", [FORWARD, REVERSE], ids=["forward-sens", "backward-pass"])
+def test_hessian_vs_fd_of_gradient(adjoint):
     def loss(p):
         sol = solvers.solve(lv, A([1.0, 1.0]), 0.0, 2.0, p, method=solvers.RK4(), adaptive=False, dt0=0.05,
-                            ts=A([0.5, 1.0, 2.0]))
+                            ts=A([0.5, 1.0, 2.0]), adjoint=adjoint)
         return jnp.sum(A(W[:3]) * sol.ys)
 
     p0 = A([1.5, 1.0, 3.0, 1.0])
@@ -195,6 +209,32 @@ def test_hessian_vs_fd_of_gradient():
     print(f"Hessian vs FD of gradient: {err:.2e}")
     assert err < 1e-7
     np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-12)
+
+
+def fisher_kpp(t, u, p):
+    D, r = p[0], p[1]
+    padded = jnp.concatenate([u[:1], u, u[-1:]])
+    return D * (padded[2:] - 2 * u + padded[:-2]) * u.shape[0] ** 2 + r * u * (1 - u)
+
+
+@pytest.mark.parametrize("adjoint", [solvers.DiscreteAdjoint(), REVERSE], ids=["forward-sens", "backward-pass"])
+def test_big_state_gradient_vs_fd(adjoint):
+    # 32 states: big enough that the stages are materialised (solvers._rk.materialize).
+    assert 32 >= solvers._rk.MATERIALIZE_FROM
+    u0 = jnp.exp(-((jnp.linspace(0, 1, 32) - 0.4) ** 2) / 0.02)
+    w = A(np.random.default_rng(2).normal(size=(3, 32)))
+
+    def loss(p):  # p = (D, r, scale of u0)
+        sol = solvers.solve(fisher_kpp, u0 * p[2], 0.0, 0.5, p[:2], ts=A([0.1, 0.3, 0.5]),
+                            method=solvers.Dopri5(), adaptive=False, dt0=0.005, adjoint=adjoint)
+        return jnp.sum(w * sol.ys)
+
+    p0 = np.array([0.01, 1.0, 0.9])
+    g = np.asarray(jax.jit(jax.grad(loss))(A(p0)))
+    fd = central_fd(loss, p0, 1e-6)
+    err = rel_err(g, fd)
+    print(f"32-state Fisher-KPP gradient vs FD: {err:.2e}")
+    assert err < 1e-7
 
 
 @pytest.mark.slow

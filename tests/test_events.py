@@ -38,7 +38,8 @@ def test_falling_body_time_state_status():
 
 
 ADJOINTS = [
-    pytest.param(solvers.DiscreteAdjoint(), id="Discrete"),
+    pytest.param(solvers.DiscreteAdjoint(), id="Discrete"),  # forward sensitivities (small problem)
+    pytest.param(solvers.DiscreteAdjoint(forward_below=0), id="DiscreteBackward"),
     pytest.param(solvers.CheckpointAdjoint(checkpoints=2), id="Checkpoint", marks=pytest.mark.slow),
     pytest.param(solvers.BacksolveAdjoint(), id="Backsolve"),
 ]
@@ -191,9 +192,11 @@ def bounce_exact(e):
     return T, dT
 
 
-def test_bouncing_ball_total_time_and_derivative():
+@pytest.mark.parametrize("adjoint", [solvers.DiscreteAdjoint(), solvers.DiscreteAdjoint(forward_below=0)],
+                         ids=["Discrete", "DiscreteBackward"])
+def test_bouncing_ball_total_time_and_derivative(adjoint):
     e = 0.8
-    T, dT = jax.jit(jax.value_and_grad(bounce_total_time))(A(e))
+    T, dT = jax.jit(jax.value_and_grad(lambda e: bounce_total_time(e, adjoint)))(A(e))
     T_ex, dT_ex = bounce_exact(e)
     print(f"bouncing ball: total time err {abs(float(T) - T_ex):.1e}, dT/de err {abs(float(dT) - dT_ex):.1e}")
     assert abs(float(T) - T_ex) < 1e-11
