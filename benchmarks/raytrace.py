@@ -8,7 +8,9 @@ writes it to docs/bench_raytrace.md.
     python benchmarks/raytrace.py [--write] [--repeats 10]
 
 Also times a 10,000-triangle mesh (torus) at 200x200 through the BVH.
-Timings are medians over repeats after compilation/warm-up.
+Timings are medians over repeats after compilation/warm-up.  Our render, our
+gradient and Mitsuba's render are timed in interleaved rounds, so that a
+change in machine load affects all three alike and their ratios stay fair.
 """
 
 from __future__ import annotations
@@ -38,16 +40,24 @@ EYE, AT = (0.0, 1.5, -4.5), (0.0, 0.4, 0.0)
 
 
 def median_time(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+    return median_times([fn], repeats)[0]
+
+
+def median_times(fns, repeats):
+    """Median time of each fn, timed round-robin (one call each per round)."""
+    for fn in fns:
         fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    ts = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t_fn in zip(fns, ts):
+            t = time.perf_counter()
+            fn()
+            t_fn.append(time.perf_counter() - t)
+    return [float(np.median(t)) for t in ts]
 
 
-def ours(repeats, dtype):
+def ours(dtype):
+    """Our image and (after compilation) the render and gradient calls to time."""
     f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
     # Mitsuba's diffuse BRDF is albedo/pi; ours is diffuse*albedo, so diffuse=1/pi matches.
     mats = [rt.Material(f(c), ambient=f(0.0), diffuse=f(1 / np.pi), specular=f(0.0)) for _, _, c in SPHERES]
@@ -62,16 +72,15 @@ def ours(repeats, dtype):
     light = f(LIGHT)
     render = jax.jit(lambda p: rt.render(scene(p), cam, max_bounces=0))
     img = render(light)
-    t_render = median_time(lambda: render(light).block_until_ready(), repeats)
     target = render(light + 0.3)
     grad = jax.jit(jax.grad(lambda p: jnp.mean((rt.render(scene(p), cam, max_bounces=0) - target) ** 2)))
     g = grad(light)
     assert np.all(np.isfinite(g))
-    t_grad = median_time(lambda: grad(light).block_until_ready(), repeats)
-    return np.asarray(img), t_render, t_grad
+    return np.asarray(img), lambda: render(light).block_until_ready(), lambda: grad(light).block_until_ready()
 
 
-def mitsuba(repeats):
+def mitsuba():
+    """Mitsuba's image, the render call to time, and variant information."""
     import mitsuba as mi
 
     variant, note = None, ""
@@ -112,8 +121,7 @@ def mitsuba(repeats):
         return np.asarray(mi.render(scene, spp=1))
 
     img = run()
-    t = median_time(run, repeats)
-    return img, t, variant, note, mi.__version__
+    return img, run, variant, note, mi.__version__
 
 
 def bvh_timing(repeats):
@@ -137,15 +145,16 @@ def main(argv=None):
     ap.add_argument("--write", action="store_true", help="write docs/bench_raytrace.md")
     args = ap.parse_args(argv)
 
-    img, t_ours, t_grad = ours(args.repeats, jnp.float32)
-    mimg, t_mi, variant, note, version = mitsuba(args.repeats)
+    img, run_ours, run_grad = ours(jnp.float32)
+    mimg, run_mi, variant, note, version = mitsuba()
+    t_ours, t_grad, t_mi = median_times([run_ours, run_grad, run_mi], args.repeats)
     n_tri, t_build, t_bvh = bvh_timing(max(3, args.repeats // 3))
     mean_ours, mean_mi = img.mean(), mimg[..., :3].mean()
 
     lines = [
         f"Scene: two diffuse spheres over a floor, one point light, hard shadows, {SIZE}x{SIZE}, "
         "1 sample per pixel, direct lighting only. float32, median of "
-        f"{args.repeats} runs after compilation. "
+        f"{args.repeats} interleaved runs after compilation. "
         f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"jax {jax.__version__} ({jax.default_backend()}), Mitsuba {version} variant `{variant}`.",
         "",

@@ -1,4 +1,13 @@
-"""Ray-primitive intersections for a single ray; callers vmap them.
+"""Ray-primitive intersections on whole batches of rays, structure of arrays.
+
+A 3-vector field is a `Vec3` of three same-shaped arrays.  Rays have a batch
+shape S (pixels on the last axis); the arrays of objects of one kind have a
+leading object axis K and broadcast against S, so `sphere_layer` and friends
+give (K, *S) results with plain elementwise arithmetic.  Keeping the 3 components
+apart (instead of (..., 3) arrays under `vmap`) matters on CPU: every vector
+operation stays elementwise, so XLA fuses a whole stage into one vectorised
+loop, where tiny dot products, sums over the size-3 axis and the
+broadcasts/pads of their reverse mode each became a separate, slow kernel.
 
 Every function here is written so that its gradient is finite for every input,
 including rays that miss: square roots and divisions in branches that are
@@ -6,14 +15,15 @@ masked out get a harmless stand-in value first (the "double where" pattern),
 because `jnp.where` alone would still propagate NaN/inf cotangents from the
 unused branch.
 
-A ray is an origin `o` (3,) and a unit direction `d` (3,); distances are in
-world units along the ray.
+A ray is an origin `o` and a unit direction `d`; distances are in world units
+along the ray.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 # Minimum hit distance; keeps secondary rays from hitting the surface they
@@ -21,32 +31,118 @@ import jax.numpy as jnp
 EPS = 1e-3
 
 
-class Layer(NamedTuple):
-    """One surface a ray may see; stacked along a leading axis K for K candidates.
+def _parts(v):
+    """Components of a Vec3, or a scalar field used for all three."""
+    return (v.x, v.y, v.z) if isinstance(v, Vec3) else (v, v, v)
 
-    depth:  () distance along the ray (soft misses: the point of closest approach)
-    alpha:  () coverage in [0, 1]; 0/1 for hard visibility
-    point:  (3,) surface point used for shading
-    normal: (3,) unit normal facing the incoming ray
-    mat:    () int32 material index
+
+@jax.tree_util.register_pytree_node_class
+class Vec3:
+    """A field of 3-vectors (points, directions, RGB colours) as arrays x, y, z.
+
+    Arithmetic is componentwise with another Vec3 or broadcasts a scalar field
+    (an array of the batch shape) over the three components.
+    """
+
+    __slots__ = ("x", "y", "z")
+
+    def __init__(self, x, y, z):
+        self.x, self.y, self.z = x, y, z
+
+    @classmethod
+    def of(cls, a):
+        """Vec3 of the last axis (size 3) of array a."""
+        a = jnp.asarray(a)
+        return cls(a[..., 0], a[..., 1], a[..., 2])
+
+    def stack(self):
+        """Array with the components on a new last axis."""
+        return jnp.stack(jnp.broadcast_arrays(self.x, self.y, self.z), axis=-1)
+
+    def map(self, f):
+        return Vec3(f(self.x), f(self.y), f(self.z))
+
+    def tree_flatten(self):
+        return (self.x, self.y, self.z), None
+
+    @classmethod
+    def tree_unflatten(cls, _, xs):
+        return cls(*xs)
+
+    def _op(self, other, f):
+        ox, oy, oz = _parts(other)
+        return Vec3(f(self.x, ox), f(self.y, oy), f(self.z, oz))
+
+    def __add__(self, other):
+        return self._op(other, lambda a, b: a + b)
+
+    def __sub__(self, other):
+        return self._op(other, lambda a, b: a - b)
+
+    def __mul__(self, other):
+        return self._op(other, lambda a, b: a * b)
+
+    def __truediv__(self, other):
+        return self._op(other, lambda a, b: a / b)
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return Vec3(-self.x, -self.y, -self.z)
+
+
+class Surface(NamedTuple):
+    """Material fields (see `Material`) of surfaces, broadcastable to the rays."""
+
+    color: Vec3
+    ambient: jnp.ndarray
+    diffuse: jnp.ndarray
+    specular: jnp.ndarray
+    shininess: jnp.ndarray
+    reflection: jnp.ndarray
+
+
+class Layer(NamedTuple):
+    """The surfaces of K objects along a batch of rays; fields have shape (K, *S).
+
+    depth:  distance along the ray (soft misses: the point of closest approach)
+    alpha:  coverage in [0, 1]; 0/1 for hard visibility
+    point:  Vec3 surface point used for shading
+    normal: Vec3 unit normal facing the incoming ray
+    mat:    Surface, its material
     """
 
     depth: jnp.ndarray
     alpha: jnp.ndarray
-    point: jnp.ndarray
-    normal: jnp.ndarray
-    mat: jnp.ndarray
+    point: Vec3
+    normal: Vec3
+    mat: Surface
+
+
+def dot(a, b):
+    return a.x * b.x + a.y * b.y + a.z * b.z
+
+
+def cross(a, b):
+    return Vec3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x)
+
+
+def vwhere(cond, a, b):
+    """jnp.where for Vec3 (or a scalar field broadcast to three components)."""
+    (ax, ay, az), (bx, by, bz) = _parts(a), _parts(b)
+    return Vec3(jnp.where(cond, ax, bx), jnp.where(cond, ay, by), jnp.where(cond, az, bz))
 
 
 def safe_norm(v):
-    sq = jnp.sum(v * v, axis=-1)
+    sq = dot(v, v)
     ok = sq > 0
     return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
 
 
 def safe_normalize(v):
     n = safe_norm(v)
-    return v / jnp.where(n > 0, n, 1.0)[..., None]
+    return v / jnp.where(n > 0, n, 1.0)
 
 
 def safe_div(a, b):
@@ -71,7 +167,7 @@ def smooth_coverage(signed_dist, softness):
 
 def face_forward(n, d):
     """Flip the unit normal n so that it faces against the ray direction d."""
-    return jnp.where(jnp.dot(n, d) > 0, -n, n)
+    return vwhere(dot(n, d) > 0, -n, n)
 
 
 def coverage(hit, signed_dist, valid, softness):
@@ -80,10 +176,17 @@ def coverage(hit, signed_dist, valid, softness):
     return hit.astype(signed_dist.dtype)
 
 
+def _layer(t, alpha, p, n, mat):
+    """Layer with every field broadcast to the full (K, *S) shape."""
+    shape = jnp.shape(t)
+    full = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
+    return Layer(t, full(alpha), p.map(full), n.map(full), jax.tree_util.tree_map(full, mat))
+
+
 def sphere_layer(o, d, center, radius, mat, softness):
     oc = center - o
-    tca = jnp.dot(oc, d)
-    dist = safe_norm(oc - tca * d)  # distance from the centre to the ray's line
+    tca = dot(oc, d)
+    dist = safe_norm(oc - d * tca)  # distance from the centre to the ray's line
     disc = radius * radius - dist * dist
     crosses = disc > 0
     s = jnp.where(crosses, jnp.sqrt(jnp.where(crosses, disc, 1.0)), 0.0)
@@ -94,44 +197,45 @@ def sphere_layer(o, d, center, radius, mat, softness):
     # limb continuously as the ray slides off the sphere.
     depth = jnp.where(crosses, t, tca) if softness > 0 else t
     alpha = coverage(hit, radius - dist, depth > EPS, softness)
-    p = o + depth * d
+    p = o + d * depth
     # Outward normal unless the ray starts inside.  (Not face_forward: at a
     # soft miss's closest-approach point n is perpendicular to d, and the sign
     # of n.d would be rounding noise.)
     n = safe_normalize(p - center)
-    n = jnp.where(jnp.dot(oc, oc) < radius * radius, -n, n)
-    return Layer(depth, alpha, p, n, mat)
+    n = vwhere(dot(oc, oc) < radius * radius, -n, n)
+    return _layer(depth, alpha, p, n, mat)
 
 
 def triangle_layer(o, d, a, b, c, mat, softness):
-    n = safe_normalize(jnp.cross(b - a, c - a))
-    denom = jnp.dot(n, d)
+    n = safe_normalize(cross(b - a, c - a))
+    denom = dot(n, d)
     ok = denom != 0
-    t = jnp.where(ok, safe_div(jnp.dot(n, a - o), denom), -1.0)
-    p = o + t * d
+    t = jnp.where(ok, safe_div(dot(n, a - o), denom), -1.0)
+    p = o + d * t
 
     def edge(p0, p1):
-        inward = safe_normalize(jnp.cross(n, p1 - p0))
-        return jnp.dot(inward, p - p0)
+        inward = safe_normalize(cross(n, p1 - p0))
+        return dot(inward, p - p0)
 
     inside = jnp.minimum(jnp.minimum(edge(a, b), edge(b, c)), edge(c, a))
     valid = ok & (t > EPS)
     alpha = coverage(valid & (inside >= 0), inside, valid, softness)
-    return Layer(t, alpha, p, face_forward(n, d), mat)
+    return _layer(t, alpha, p, face_forward(n, d), mat)
 
 
 def plane_layer(o, d, point, normal, mat, softness):
     n = safe_normalize(normal)
-    denom = jnp.dot(n, d)
+    denom = dot(n, d)
     ok = denom != 0
-    t = jnp.where(ok, safe_div(jnp.dot(n, point - o), denom), -1.0)
+    t = jnp.where(ok, safe_div(dot(n, point - o), denom), -1.0)
     hit = ok & (t > EPS)
-    p = o + t * d
-    return Layer(t, hit.astype(t.dtype), p, face_forward(n, d), mat)
+    p = o + d * t
+    return _layer(t, hit.astype(t.dtype), p, face_forward(n, d), mat)
 
 
 def moller_trumbore(o, d, a, b, c):
-    """Hit distance of the ray with triangle abc, or +inf; not for gradients."""
+    """Hit distance of one ray (arrays (3,)) with triangle abc, or +inf; not for
+    gradients.  Used per ray inside the BVH traversal."""
     e1 = b - a
     e2 = c - a
     pv = jnp.cross(d, e2)

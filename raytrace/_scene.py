@@ -2,8 +2,8 @@
 
 User-facing objects (`Sphere`, `Triangle`, ...) are small equinox Modules.  A
 `Scene` packs objects of each kind into arrays (struct of arrays), so that the
-renderer intersects a ray with all spheres by one `vmap` instead of a Python
-loop.  Every float field is differentiable; integer fields (material indices,
+renderer intersects all rays with all spheres in one batched computation
+instead of a Python loop.  Every float field is differentiable; integer fields (material indices,
 mesh faces, BVH topology) are not, so differentiate whole scenes with
 `equinox.filter_grad` or differentiate a float array the scene is built from.
 
