@@ -235,7 +235,7 @@ def _discrete(prob, y0, p, ss, out, ct, need_p=(True, True, True), need_ss=True)
     def replay(seg):
         # States of the steps of one segment, recomputed from its checkpoint.
         j0 = seg * every
-        buf = jnp.zeros((every,) + y0.shape, y0.dtype).at[0].set(rec.y[seg])
+        buf = jnp.zeros((every,) + y0.shape, y0.dtype).at[0].set(_loop.recorded_state(prob, rec, seg))
 
         def body(i, buf):
             j = j0 + i - 1
@@ -273,7 +273,7 @@ def _discrete(prob, y0, p, ss, out, ct, need_p=(True, True, True), need_ss=True)
         # Every state recorded: one plain loop from the last step to the first.
         def body(i, carry):
             j = n - 1 - i
-            return one_step(j, rec.y[j], carry)
+            return one_step(j, _loop.recorded_state(prob, rec, j), carry)
 
         a, ct_p, ct_ss = jax.lax.fori_loop(0, n, body, carry)
         return a, ct_p, ct_ss

@@ -57,11 +57,19 @@ class Records(NamedTuple):
 
     s: Any  # (max_steps,)
     h: Any  # (max_steps,)
-    y: Any  # (n_records, d)
+    y: Any  # (n_records, d); (max_steps, 2 + d) rows (s, h, y) when all are kept: use recorded_state
     n: Any  # number of accepted steps
     event_theta: Any  # where in its step the terminal event was found (1 if none)
     save_step: Any  # (n_save,) step index each saved point lies in (-1: after the event)
     event_step: Any  # (max_events,) step index of each event (-1 unused)
+
+
+def recorded_state(prob: Problem, rec: Records, k):
+    """The k-th recorded state: the state at step k when every state is recorded, else
+    at step k * record_every."""
+    if prob.record and prob.record_every == 1:
+        return jax.lax.dynamic_slice_in_dim(rec.y[k], 2, rec.y.shape[1] - 2)
+    return rec.y[k]
 
 
 class Out(NamedTuple):
@@ -305,9 +313,9 @@ def forward(prob: Problem, y0, p, ss, h0):
     c = jax.lax.while_loop(lambda c: ~c.done, body_same_types, carry)
     evals = getattr(method, "evals_per_step", 0)
     stats = jnp.stack([c.n_steps, c.n_acc, c.n_steps - c.n_acc, 1 + evals * c.n_steps])
-    rec = c.rec._replace(
-        s=c.table[:, 0], h=c.table[:, 1], y=c.table[:, 2:] if inline_y else c.rec.y
-    )
+    # The whole table stands in for y (see `recorded_state`): slicing its columns off
+    # would copy max_steps x d numbers, which the backward pass then paid for.
+    rec = c.rec._replace(s=c.table[:, 0], h=c.table[:, 1], y=c.table if inline_y else c.rec.y)
     return Out(
         ys=c.ys, y_final=c.y, s_final=c.s, s_events=c.s_events,
         status=c.status, stats=stats, records=rec,

@@ -63,7 +63,7 @@ class Solution(eqx.Module):
         def one(s):
             j = jnp.clip(jnp.searchsorted(starts, s, side="right") - 1, 0, rec.n - 1)
             j = jnp.where(rec.n > 0, j, 0)
-            s_j, h_j, y_j = rec.s[j], rec.h[j], rec.y[j]
+            s_j, h_j, y_j = rec.s[j], rec.h[j], _loop.recorded_state(prob, rec, j)
             m = prob.method
             res = m.step(prob.F, s_j, y_j, h_j, p, m.init(prob.F, s_j, y_j, p))
             theta = jnp.clip((s - s_j) / jnp.where(h_j == 0, 1.0, h_j), 0.0, 1.0)

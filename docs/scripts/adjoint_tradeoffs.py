@@ -69,12 +69,12 @@ def main():
     tf = min((lambda t: (jax.block_until_ready(fwd(k)), time.perf_counter() - t)[1])(time.perf_counter())
              for _ in range(5))
     print(f"64-state problem, {int(steps)} accepted steps, max_steps=4096; "
-          f"forward solve alone {tf * 1e3:.1f} ms")
+          f"forward solve alone {tf * 1e3:.2f} ms")
     print()
     print("| adjoint | gradient time (ms) | x forward | XLA temp buffers (MiB) | rel. diff vs first row |")
     print("|---|---|---|---|---|")
     for name, ms, mib, d in rows:
-        print(f"| {name} | {ms:.1f} | {ms / (tf * 1e3):.1f} | {mib:.2f} | {d:.1e} |")
+        print(f"| {name} | {ms:.2f} | {ms / (tf * 1e3):.1f} | {mib:.2f} | {d:.1e} |")
 
 
 if __name__ == "__main__":
