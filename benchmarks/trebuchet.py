@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import timeit
 
 import jax
 
@@ -24,15 +25,6 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 from physics import trebuchet as tb  # noqa: E402
-
-
-def best_time(fn, repeats):
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def miss_stats(miss, target):
@@ -69,7 +61,7 @@ def main():
     net_miss = np.asarray(tb.misses(aimer, target, wind, p))
     q_t, q_w = target[:1000], wind[:1000]
     tb.aim(aimer, q_t, q_w)
-    net_s = best_time(lambda: tb.aim(aimer, q_t, q_w), 50) / len(q_t)
+    net_s = min(timeit.repeat(lambda: jax.block_until_ready(tb.aim(aimer, q_t, q_w)), number=1, repeat=50)) / len(q_t)
 
     shoot = jax.jit(lambda w, a, m: tb.shoot_with_status(w, a, m, p)[0])
     tb.aim_direct(70.0, -4.0, p)  # compile

@@ -58,6 +58,17 @@ def levenberg_marquardt(residual, x0, iters, lam=1e-3, tol=1e-12):
     return np.asarray(path), np.asarray(losses)
 
 
+def fit_image(image, truth, start, iters, label):
+    """Render the target at `truth`, then fit the parameters from `start` by LM on the
+    pixel residuals. Returns the target image, the iterates and their losses."""
+    target = jax.jit(image)(jnp.asarray(truth))
+    residual = lambda x: (image(x) - target).ravel() / np.sqrt(target.size)  # noqa: E731
+    t0 = time.perf_counter()
+    xs, losses = levenberg_marquardt(residual, start, iters)
+    print(f"{label}: {len(xs) - 1} LM iterations in {time.perf_counter() - t0:.1f} s")
+    return target, xs, losses
+
+
 def mesh_light_fit(out, quick):
     size, (nu, nv), iters = (24, (12, 8), 2) if quick else (96, (48, 24), 20)
     path = os.path.join(tempfile.mkdtemp(), "torus.obj")
@@ -76,11 +87,7 @@ def mesh_light_fit(out, quick):
 
     truth = np.array([1.5, 3.0, -2.0, np.log(400.0)])
     start = np.array([-1.0, 2.0, -1.0, np.log(100.0)])
-    target = jax.jit(image)(jnp.asarray(truth))
-    residual = lambda x: (image(x) - target).ravel() / np.sqrt(target.size)  # noqa: E731
-    t0 = time.perf_counter()
-    xs, losses = levenberg_marquardt(residual, start, iters)
-    print(f"light fit: {len(xs) - 1} LM iterations in {time.perf_counter() - t0:.1f} s")
+    target, xs, losses = fit_image(image, truth, start, iters, "light fit")
     for k, (x, l) in enumerate(zip(xs, losses)):
         print(f"  iter {k:2d}: position {np.round(x[:3], 6)} intensity {np.exp(x[3]):10.4f} loss {l:.3e}")
     err = np.abs(xs[-1] - truth)
@@ -110,11 +117,7 @@ def shadow_fit(out, quick):
 
     truth = np.array([0.3, -0.2])
     start = np.array([-0.2, 0.25])
-    target = jax.jit(image)(jnp.asarray(truth))
-    residual = lambda x: (image(x) - target).ravel() / np.sqrt(target.size)  # noqa: E731
-    t0 = time.perf_counter()
-    xs, losses = levenberg_marquardt(residual, start, iters)
-    print(f"shadow fit (softness {softness}): {len(xs) - 1} LM iterations in {time.perf_counter() - t0:.1f} s")
+    target, xs, losses = fit_image(image, truth, start, iters, f"shadow fit (softness {softness})")
     for k, (x, l) in enumerate(zip(xs, losses)):
         print(f"  iter {k:2d}: sphere (x, z) {np.round(x, 6)} loss {l:.3e}")
     print(f"  error: {np.linalg.norm(xs[-1] - truth):.2e}")

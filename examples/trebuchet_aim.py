@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import time
+import timeit
 
 import jax
 
@@ -24,16 +25,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from physics import trebuchet as tb  # noqa: E402
-
-
-def best_time(fn, repeats):
-    """Smallest wall time of fn() over repeats (s): the least disturbed by other load."""
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main():
@@ -72,7 +63,9 @@ def main():
     # Timings: the network on 1000 queries at once; direct Newton aiming one query at a time.
     q_t, q_w = target[:1000], wind[:1000]
     tb.aim(aimer, q_t, q_w)  # compile
-    net_s = best_time(lambda: tb.aim(aimer, q_t, q_w), 5 if args.quick else 50)
+    # Best of repeats: the run least disturbed by other load.
+    run = lambda: jax.block_until_ready(tb.aim(aimer, q_t, q_w))  # noqa: E731
+    net_s = min(timeit.repeat(run, number=1, repeat=5 if args.quick else 50))
     print(f"network: {len(q_t)} queries in {1e3 * net_s:.3f} ms "
           f"({1e6 * net_s / len(q_t):.3f} us a query)")
     tb.aim_direct(70.0, -4.0, p)  # compile
