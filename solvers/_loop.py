@@ -11,6 +11,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import Status
 from ._event import Event, crossed, locate
@@ -83,16 +84,14 @@ class Out(NamedTuple):
 
 
 class _Carry(NamedTuple):
-    s: Any
+    # Scalars travel packed, floats in `clock` and integers in `counts`: XLA on CPU
+    # compiles one kernel per loop output (several milliseconds each on a first call),
+    # and eight scalar outputs had made the loop body half again as big.
+    clock: Any  # (4,) s, h proposed by the controller, h_try (the next step), log error ratio
+    counts: Any  # (4,) int32: status, n_steps, n_acc, running (1 until the solve ends)
     y: Any
-    h: Any
     mstate: Any
-    err_prev: Any  # log of the previous accepted error ratio
     g: Any
-    n_steps: Any
-    n_acc: Any
-    status: Any
-    done: Any
     ys: Any
     i_save: Any
     n_ev: Any
@@ -101,15 +100,35 @@ class _Carry(NamedTuple):
     table: Any  # (max_steps, 2 [+ d]): s, h [, y] of each accepted step
 
 
+def _unpack(x):
+    """The scalars of a packed vector, each read once (every indexing is traced anew)."""
+    return [x[i] for i in range(x.shape[0])]
+
+
+def _clock(s, h, err_prev):
+    """The packed float scalars of the carry, with the step to try next: h, cut to end
+    exactly at s = 1 (snapping rather than leaving a sliver for rounding to create)."""
+    near_end = s + h >= 1 - 64 * jnp.finfo(s.dtype).eps
+    h_try = jnp.where(near_end, 1 - s, jnp.minimum(h, 1 - s))
+    return jnp.stack([s, h, h_try, err_prev])
+
+
+def _counts(status, n_steps, n_acc, running):
+    return jnp.stack([status, n_steps, n_acc, running]).astype(jnp.int32)
+
+
 def rms(x):
     return jnp.sqrt(jnp.mean(x * x))
 
 
-def _safe_rms(x):
-    # RMS without overflow in x * x (float32 with a tiny atol reaches 1e21 and more).
-    m = jnp.max(jnp.abs(x))
+def _norms(x):
+    """RMS norm of each row of x (n, d), in one reduction. In float32, x * x overflows
+    from |x| ~ 2e19 (a tiny atol gets there), so rows are scaled by their max first."""
+    if jnp.finfo(x.dtype).bits > 32:
+        return jnp.sqrt(jnp.mean(x * x, axis=1))
+    m = jnp.max(jnp.abs(x), axis=1, keepdims=True)
     m_safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0)
-    return jnp.where(m > 0, m * rms(x / m_safe), 0.0)
+    return jnp.where(m[:, 0] > 0, m[:, 0] * jnp.sqrt(jnp.mean((x / m_safe) ** 2, axis=1)), 0.0)
 
 
 def error_ratio(method, y_err, scale):
@@ -126,12 +145,12 @@ def interp(method, dense, y1, h, theta):
 def initial_step(prob: Problem, y0, p, f0):
     """Hairer's automatic first step (Solving ODEs I, II.4), in units of s."""
     scale = prob.atol + prob.rtol * jnp.abs(y0)
-    d0, d1 = _safe_rms(y0 / scale), _safe_rms(f0 / scale)
+    d0, d1 = _norms(jnp.stack([y0, f0]) / scale)
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1))
     h0 = jnp.minimum(h0, 1.0)
     f1 = prob.F(h0, y0 + h0 * f0, p)
-    d2 = _safe_rms((f1 - f0) / scale) / h0
+    d2 = _norms(((f1 - f0) / scale)[None])[0] / h0
     dmax = jnp.maximum(d1, d2)
     order = prob.method.order if prob.method.error_order is None else prob.method.error_order + 1
     tiny = dmax <= 1e-15
@@ -183,33 +202,37 @@ def forward(prob: Problem, y0, p, ss, h0):
         event_step=jnp.full(E, -1, jnp.int32),
     )
     carry = _Carry(
-        s=jnp.zeros((), dtype), y=y0, h=jnp.asarray(h0, dtype), mstate=mstate0,
-        err_prev=jnp.zeros((), dtype), g=g0, n_steps=jnp.zeros((), jnp.int32),
-        n_acc=jnp.zeros((), jnp.int32), status=jnp.asarray(Status.SUCCESS, jnp.int32),
-        done=jnp.asarray(False), ys=jnp.zeros((prob.n_save, d), dtype),
+        clock=_clock(jnp.zeros((), dtype), jnp.asarray(h0, dtype), jnp.zeros((), dtype)),
+        counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1], np.int32)),
+        y=y0, mstate=mstate0, g=g0, ys=jnp.zeros((prob.n_save, d), dtype),
         i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
         s_events=jnp.full(E, jnp.inf, dtype), rec=rec, table=table,
     )
 
     def body(c: _Carry):
-        # Snap to the end rather than leave a sliver of a step for rounding to create.
-        near_end = c.s + c.h >= 1 - 64 * jnp.finfo(dtype).eps
-        h = jnp.where(near_end, 1 - c.s, jnp.minimum(c.h, 1 - c.s))
-        res = method.step(prob.F, c.s, c.y, h, p, c.mstate)
-        finite = jnp.all(jnp.isfinite(res.y1))
-        ok = jnp.asarray(res.ok) & finite
+        s, h_prop, h, log_err = _unpack(c.clock)  # h: the step to try
+        status, n_steps, n_acc, _ = _unpack(c.counts)
+        res = method.step(prob.F, s, c.y, h, p, c.mstate)
         if prob.adaptive:
             scale = prob.atol + prob.rtol * jnp.maximum(jnp.abs(c.y), jnp.abs(res.y1))
-            ratio = jnp.where(ok, error_ratio(method, res.y_err, scale), jnp.inf)
+            # 0 * y1 is NaN exactly where y1 is inf or NaN: the error norm's reduction
+            # checks the new state too (one kernel less to compile than a separate check).
+            ratio = error_ratio(method, res.y_err + 0 * res.y1, scale)
+            finite = jnp.isfinite(ratio)
+            ok = jnp.asarray(res.ok) & finite
+            ratio = jnp.where(ok, ratio, jnp.inf)
             accept = ratio <= 1
-            h_next = jax.lax.stop_gradient(_next_h(prob, h, ratio, c.err_prev, accept))
-            h_next = jnp.where(accept & (h < c.h), c.h, h_next)  # don't let the last cut stick
-            err_prev = jnp.where(accept, jnp.log(jnp.maximum(ratio, 1e-4)), c.err_prev)
+            h_next = jax.lax.stop_gradient(_next_h(prob, h, ratio, log_err, accept))
+            h_next = jnp.where(accept & (h < h_prop), h_prop, h_next)  # don't let the last cut stick
+            err_prev = jnp.where(accept, jnp.log(jnp.maximum(ratio, 1e-4)), log_err)
+            err_prev = jax.lax.stop_gradient(err_prev)
         else:
+            finite = jnp.all(jnp.isfinite(res.y1))
+            ok = jnp.asarray(res.ok) & finite
             accept = ok
-            h_next, err_prev = c.h, c.err_prev
-        last = near_end | (h >= 1 - c.s)
-        s_new = jnp.where(last, jnp.ones_like(c.s), c.s + h)
+            h_next, err_prev = h_prop, log_err
+        last = h >= 1 - s
+        s_new = jnp.where(last, jnp.ones_like(s), s + h)
 
         # Events on the accepted step.
         rec = c.rec
@@ -220,10 +243,10 @@ def forward(prob: Problem, y0, p, ss, h0):
             hit = accept & crossed(prob.event, c.g, g1)
             theta = jax.lax.cond(
                 hit,
-                lambda: event_theta(prob, c.s, h, res.dense, res.y1, p),
+                lambda: event_theta(prob, s, h, res.dense, res.y1, p),
                 lambda: jnp.ones((), dtype),
             )
-            s_hit = c.s + theta * h
+            s_hit = s + theta * h
             if prob.event.terminal:
                 terminal_hit = hit
                 y_end = jnp.where(hit, interp(method, res.dense, res.y1, h, theta), res.y1)
@@ -234,19 +257,19 @@ def forward(prob: Problem, y0, p, ss, h0):
                 idx = jnp.minimum(c.n_ev, E - 1)
                 s_events = s_events.at[idx].set(jnp.where(store, s_hit, s_events[idx]))
                 rec = rec._replace(
-                    event_step=rec.event_step.at[idx].set(jnp.where(store, c.n_acc, rec.event_step[idx]))
+                    event_step=rec.event_step.at[idx].set(jnp.where(store, n_acc, rec.event_step[idx]))
                 )
                 n_ev = c.n_ev + store
             g_new = jnp.where(accept, g1, c.g)
 
         # Record the step at slot n_acc; a rejected step is overwritten by the next try.
-        i = jnp.minimum(c.n_acc, prob.max_steps - 1)
-        row = _const(prob, jnp.concatenate([jnp.stack([c.s, h])] + ([c.y] if inline_y else [])))
+        i = jnp.minimum(n_acc, prob.max_steps - 1)
+        row = _const(prob, jnp.concatenate([jnp.stack([s, h])] + ([c.y] if inline_y else [])))
         table = c.table.at[i].set(row)
-        rec = rec._replace(n=c.n_acc + accept)
+        rec = rec._replace(n=n_acc + accept)
         if prob.record and not inline_y:
-            k = c.n_acc // prob.record_every
-            store_y = c.n_acc % prob.record_every == 0
+            k = n_acc // prob.record_every
+            store_y = n_acc % prob.record_every == 0
             y_k = jnp.where(store_y, _const(prob, c.y), rec.y[k])
             rec = rec._replace(y=rec.y.at[k].set(y_k))
 
@@ -259,22 +282,22 @@ def forward(prob: Problem, y0, p, ss, h0):
 
             def save_body(sc):
                 j, ys, steps = sc
-                theta = jnp.clip((ss[j] - c.s) / h, 0.0, 1.0)
+                theta = jnp.clip((ss[j] - s) / h, 0.0, 1.0)
                 yj = interp(method, res.dense, res.y1, h, theta)
-                return j + 1, ys.at[j].set(yj), steps.at[j].set(c.n_acc)
+                return j + 1, ys.at[j].set(yj), steps.at[j].set(n_acc)
 
             i_save, ys, save_step = jax.lax.while_loop(
                 save_cond, save_body, (c.i_save, c.ys, rec.save_step)
             )
             rec = rec._replace(save_step=save_step)
 
-        n_steps = c.n_steps + 1
+        n_steps = n_steps + 1
         finished = accept & (last | terminal_hit)
-        status = jnp.where(terminal_hit, Status.EVENT, c.status)
+        status = jnp.where(terminal_hit, Status.EVENT, status)
         if prob.event is not None and prob.event.terminal:
             status = jnp.where(finished & ~terminal_hit, Status.NO_EVENT, status)
         if prob.adaptive:
-            underflow = ~accept & (c.s + h_next <= c.s)
+            underflow = ~accept & (s + h_next <= s)
             fail_code = jnp.where(
                 ~jnp.asarray(res.ok), Status.NEWTON_FAIL, jnp.where(finite, Status.DT_MIN, Status.NONFINITE)
             )
@@ -287,16 +310,11 @@ def forward(prob: Problem, y0, p, ss, h0):
 
         sel = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(accept, x, y), a, b)  # noqa: E731
         return _Carry(
-            s=jnp.where(accept, s_end, c.s),
+            clock=_clock(jnp.where(accept, s_end, s), h_next, err_prev),
+            counts=_counts(status, n_steps, n_acc + accept, ~(finished | underflow | out_of_steps)),
             y=jnp.where(accept, y_end, c.y),
-            h=h_next,
             mstate=sel(res.state, c.mstate),
-            err_prev=err_prev,
             g=g_new,
-            n_steps=n_steps,
-            n_acc=c.n_acc + accept,
-            status=status,
-            done=finished | underflow | out_of_steps,
             ys=ys,
             i_save=i_save,
             n_ev=n_ev,
@@ -310,13 +328,15 @@ def forward(prob: Problem, y0, p, ss, h0):
         new = body(c)
         return jax.tree_util.tree_map(lambda x, old: x.astype(old.dtype), new, c)
 
-    c = jax.lax.while_loop(lambda c: ~c.done, body_same_types, carry)
+    c = jax.lax.while_loop(lambda c: c.counts[3] != 0, body_same_types, carry)
     evals = getattr(method, "evals_per_step", 0)
-    stats = jnp.stack([c.n_steps, c.n_acc, c.n_steps - c.n_acc, 1 + evals * c.n_steps])
+    s_final = c.clock[0]
+    status, n_steps, n_acc, _ = _unpack(c.counts)
+    stats = jnp.stack([n_steps, n_acc, n_steps - n_acc, 1 + evals * n_steps])
     # The whole table stands in for y (see `recorded_state`): slicing its columns off
     # would copy max_steps x d numbers, which the backward pass then paid for.
     rec = c.rec._replace(s=c.table[:, 0], h=c.table[:, 1], y=c.table if inline_y else c.rec.y)
     return Out(
-        ys=c.ys, y_final=c.y, s_final=c.s, s_events=c.s_events,
-        status=c.status, stats=stats, records=rec,
+        ys=c.ys, y_final=c.y, s_final=s_final, s_events=c.s_events,
+        status=status, stats=stats, records=rec,
     )

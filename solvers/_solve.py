@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import equinox as eqx
@@ -260,7 +261,7 @@ def _solve(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps
 
     status = out.status
     if throw:
-        failed = jnp.isin(status, jnp.asarray([int(s) for s in FAILURES]))
+        failed = functools.reduce(jnp.logical_or, [status == s for s in FAILURES])
         ys_flat = _raise_on_failure(ys_flat, failed, status)
     stats = dict(zip(("num_steps", "num_accepted", "num_rejected", "num_f_evals"), out.stats))
     return Solution(
