@@ -27,19 +27,19 @@ def hermite(y0, y1, f0, f1, h, theta):
 MATERIALIZE_FROM = 16
 
 
-def materialize(x, true):
+def materialize(x, true, other):
     """x, computed once into a buffer when the state is big enough to be worth it.
 
     XLA fuses elementwise chains and, to do so, recomputes a producer inside each of
     its consumers. Through the stages of a step (or its VJP) that recomputation
     compounds, and for a 64-state problem made steps 2x (forward) to 5x (backward)
     slower. A conditional's result is a buffer XLA cannot fuse through; `true` must be
-    a traced predicate that holds (its other branch gives NaN). For tiny states the
-    conditional costs more than the recomputation."""
+    a traced predicate that holds, and `other` (of x's structure) is the branch never
+    taken: an existing buffer, so that branch costs no kernel to compile. For tiny
+    states the conditional costs more than the recomputation."""
     if sum(leaf.size for leaf in jax.tree_util.tree_leaves(x)) < MATERIALIZE_FROM:
         return x
-    nan = lambda x: jax.tree_util.tree_map(lambda v: jnp.full_like(v, jnp.nan), x)  # noqa: E731
-    return jax.lax.cond(true, lambda x: x, nan, x)
+    return jax.lax.cond(true, lambda x, o: x, lambda x, o: o, x, other)
 
 
 def _sparse_combine(weights, ks):
@@ -91,7 +91,7 @@ class ExplicitRK:
         Ys, ks = [y], [k0]
         for i in range(1, tab.stages):
             Ys.append(y + h * _sparse_combine(tab.a[i, :i], ks))
-            ks.append(materialize(f(s + float(tab.c[i]) * h, Ys[i], args), h == h))
+            ks.append(materialize(f(s + float(tab.c[i]) * h, Ys[i], args), h == h, y))
         return Ys, ks
 
     def finish(self, y, h, ks):
@@ -140,7 +140,7 @@ class ExplicitRK:
             c_i = float(tab.c[i])
             _, vjp = jax.vjp(lambda Y, a: f(s + c_i * h, Y, a), Ys[i], args)
             Y_bar, a_bar = vjp(k_bar[i])
-            Y_bar = materialize(Y_bar, h == h)
+            Y_bar = materialize(Y_bar, h == h, Ys[0])
             y_bar = Y_bar if y_bar is None else y_bar + Y_bar
             args_bar = a_bar if args_bar is None else jax.tree_util.tree_map(jnp.add, args_bar, a_bar)
             for j in range(i):
