@@ -105,12 +105,12 @@ def _unpack(x):
     return [x[i] for i in range(x.shape[0])]
 
 
-def _clock(s, h, err_prev):
+def _clock(s, h, log_err):
     """The packed float scalars of the carry, with the step to try next: h, cut to end
     exactly at s = 1 (snapping rather than leaving a sliver for rounding to create)."""
     near_end = s + h >= 1 - 64 * jnp.finfo(s.dtype).eps
     h_try = jnp.where(near_end, 1 - s, jnp.minimum(h, 1 - s))
-    return jnp.stack([s, h, h_try, err_prev])
+    return jnp.stack([s, h, h_try, log_err])
 
 
 def _counts(status, n_steps, n_acc, running):
@@ -224,13 +224,14 @@ def forward(prob: Problem, y0, p, ss, h0):
             accept = ratio <= 1
             h_next = jax.lax.stop_gradient(_next_h(prob, h, ratio, log_err, accept))
             h_next = jnp.where(accept & (h < h_prop), h_prop, h_next)  # don't let the last cut stick
-            err_prev = jnp.where(accept, jnp.log(jnp.maximum(ratio, 1e-4)), log_err)
-            err_prev = jax.lax.stop_gradient(err_prev)
+            # Only the controller reads it: without stop_gradient, forward mode would give
+            # the whole packed clock (s and h too) tangents to carry (1.6x slower gradients).
+            log_err_new = jax.lax.stop_gradient(jnp.where(accept, jnp.log(jnp.maximum(ratio, 1e-4)), log_err))
         else:
             finite = jnp.all(jnp.isfinite(res.y1))
             ok = jnp.asarray(res.ok) & finite
             accept = ok
-            h_next, err_prev = h_prop, log_err
+            h_next, log_err_new = h_prop, log_err
         last = h >= 1 - s
         s_new = jnp.where(last, jnp.ones_like(s), s + h)
 
@@ -310,7 +311,7 @@ def forward(prob: Problem, y0, p, ss, h0):
 
         sel = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(accept, x, y), a, b)  # noqa: E731
         return _Carry(
-            clock=_clock(jnp.where(accept, s_end, s), h_next, err_prev),
+            clock=_clock(jnp.where(accept, s_end, s), h_next, log_err_new),
             counts=_counts(status, n_steps, n_acc + accept, ~(finished | underflow | out_of_steps)),
             y=jnp.where(accept, y_end, c.y),
             mstate=sel(res.state, c.mstate),
