@@ -5,8 +5,8 @@
 Same process, same method (Tsit5), same tolerances, float64, CPU. Each time is the
 best of several repeats of a jit-compiled call. "First call" is trace + compile + run of
 a fresh jitted function, each measured in its own new process after a warm-up jit of
-something unrelated, best of 3: in one process, whichever library went first paid
-JAX's one-time costs and later ones reused cached pieces.
+something unrelated (in one process, whichever library went first paid JAX's one-time
+costs and later ones reused cached pieces); best of 5, the libraries taking turns.
 """
 
 from __future__ import annotations
@@ -104,18 +104,29 @@ def first_call_here(name, lib, kind):
     print(time.perf_counter() - t)
 
 
-def first_call(name, lib, kind, repeats=3):
+def first_call(name, lib, kind):
     cmd = [sys.executable, __file__, "--first-call", name, lib, kind]
-    return min(float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
-               for _ in range(repeats))
+    return float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def first_calls(name, repeats=5):
+    """Best first-call time of each (library, kind). Round by round, every library runs
+    once, so that a machine that speeds up or slows down meanwhile favours none of them."""
+    best = {}
+    for _ in range(repeats):
+        for kind in ("fwd", "grad"):
+            for lib in LIBS:
+                t = first_call(name, lib, kind)
+                best[lib, kind] = min(best.get((lib, kind), float("inf")), t)
+    return best
 
 
 def measure(name):
     rows = []
+    first = first_calls(name)
     for lib in LIBS:
         fwd, grad, p = functions(name, lib)
-        rows.append((lib, best_time(fwd, p), best_time(grad, p),
-                     first_call(name, lib, "fwd"), first_call(name, lib, "grad")))
+        rows.append((lib, best_time(fwd, p), best_time(grad, p), first[lib, "fwd"], first[lib, "grad"]))
     return name, rows
 
 

@@ -9,13 +9,13 @@ from ._adjoint import BacksolveAdjoint, CheckpointAdjoint, DiscreteAdjoint, Forw
 from ._base import Status, StepResult
 from ._event import Event
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
-from ._solve import Solution, solve
+from ._solve import Solution, SolveError, solve
 from ._stiff import Kvaerno5, Rodas5P
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
 
 __all__ = [
-    "solve", "Solution", "Status", "Event", "StepResult", "ButcherTableau", "ExplicitRK",
+    "solve", "Solution", "SolveError", "Status", "Event", "StepResult", "ButcherTableau", "ExplicitRK",
     "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
     "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",

@@ -87,7 +87,7 @@ def test_max_steps_status_and_throw():
     sol = solvers.solve(osc, Y0, 0.0, 100.0, rtol=1e-10, atol=1e-10, max_steps=20, throw=False)
     assert int(sol.status) == solvers.Status.MAX_STEPS
     assert int(sol.stats["num_steps"]) == 20
-    with pytest.raises(Exception, match="max_steps"):
+    with pytest.raises(solvers.SolveError, match="max_steps"):
         s = solvers.solve(osc, Y0, 0.0, 100.0, rtol=1e-10, atol=1e-10, max_steps=20, throw=True)
         jax.block_until_ready(s.ys)
 
@@ -99,7 +99,7 @@ def blowup(t, y, args):
 def test_dt_underflow_on_blowup():
     sol = solvers.solve(blowup, A([1.0]), 0.0, 2.0, throw=False, max_steps=100000)
     assert int(sol.status) in (solvers.Status.DT_MIN, solvers.Status.NONFINITE), int(sol.status)
-    with pytest.raises(Exception, match="underflow|inf or NaN"):
+    with pytest.raises(solvers.SolveError, match="underflow|inf or NaN"):
         s = solvers.solve(blowup, A([1.0]), 0.0, 2.0, throw=True, max_steps=100000)
         jax.block_until_ready(s.ys)
 
@@ -110,9 +110,19 @@ def test_nan_from_f():
     assert int(sol.status) in (solvers.Status.NONFINITE, solvers.Status.DT_MIN), int(sol.status)
     sol = solvers.solve(f, Y0, 0.0, 1.0, method=solvers.RK4(), adaptive=False, dt0=0.1, throw=False)
     assert int(sol.status) == solvers.Status.NONFINITE
-    with pytest.raises(Exception, match="inf or NaN"):
+    with pytest.raises(solvers.SolveError, match="inf or NaN"):
         s = solvers.solve(f, Y0, 0.0, 1.0, method=solvers.RK4(), adaptive=False, dt0=0.1, throw=True)
         jax.block_until_ready(s.ys)
+
+
+def test_throw_under_jit_and_vmap():
+    """Under the caller's jit the error arrives as jax's runtime error, carrying ours; under
+    vmap one failing element is enough, and a batch that succeeds raises nothing."""
+    decay = lambda t, y, a: -a * y  # noqa: E731
+    run = jax.jit(jax.vmap(lambda a: solvers.solve(decay, Y0, 0.0, 10.0, a, max_steps=60).ys))
+    assert np.all(np.isfinite(run(jnp.array([0.1, 0.2]))))
+    with pytest.raises(Exception, match=r"solve failed \(MAX_STEPS\)"):
+        jax.block_until_ready(run(jnp.array([0.1, 1e4])))
 
 
 def test_success_status():
