@@ -6,7 +6,7 @@ See `solve` for the arguments and `Solution` for what comes back.
 """
 
 from ._adjoint import BacksolveAdjoint, CheckpointAdjoint, DiscreteAdjoint, ForwardMode
-from ._base import Status, StepResult
+from ._base import AbstractMethod, Status, StepResult
 from ._event import Event
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
 from ._solve import Solution, SolveError, solve
@@ -15,7 +15,8 @@ from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
 
 __all__ = [
-    "solve", "Solution", "SolveError", "Status", "Event", "StepResult", "ButcherTableau", "ExplicitRK",
+    "solve", "Solution", "SolveError", "Status", "Event", "AbstractMethod", "StepResult",
+    "ButcherTableau", "ExplicitRK",
     "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
     "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",

@@ -8,59 +8,158 @@
 and integrates forwards in s. Rescaling makes backwards integration free and makes
 gradients with respect to t0 and t1 exact for the discrete solution.
 
-A method is a frozen dataclass (static, hashable) with:
-
-    order: int                  order of the propagated solution
-    error_order: int | None     order of the embedded solution (None: no error
-                                estimate; only fixed steps are possible)
-    init(f, s, y, args) -> state
-        Method state carried between steps (e.g. the FSAL stage). A PyTree of arrays
-        with a fixed structure. Must depend only on (s, y, args): the discrete adjoint
-        recomputes it from the recorded y of each step.
-    step(f, s, y, h, args, state) -> StepResult
-        One step from s to s + h.
-    interpolate(dense, h, theta) -> y
-        Dense output inside the step, theta in [0, 1]; `dense` is StepResult.dense.
-        Must be smooth in theta (events differentiate it).
+A method is an `AbstractMethod`: an equinox Module whose fields are static settings
+(floats, ints, tableaus), never arrays, so that it is hashable and compiles once.
 """
 
 from __future__ import annotations
 
+import abc
 import enum
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 
 class Status(enum.IntEnum):
-    """Outcome of a solve, stored as an integer in `Solution.status`."""
+    """Outcome of a solve, stored as an integer in `Solution.status`.
 
-    SUCCESS = 0  # reached t1
-    MAX_STEPS = 1  # max_steps steps taken before t1
-    DT_MIN = 2  # step size underflow: the problem is probably stiff or singular
-    NONFINITE = 3  # the state became inf or NaN
-    EVENT = 4  # a terminal event stopped the solve
-    NO_EVENT = 5  # reached t1 without the terminal event firing (not an error)
-    NEWTON_FAIL = 6  # implicit method: Newton iteration failed even at the smallest step
+    Each member carries its message (`Status.MAX_STEPS.message`) and whether it is a
+    failure (`Status.MAX_STEPS.failed`).
+    """
+
+    SUCCESS = 0
+    MAX_STEPS = 1
+    DT_MIN = 2
+    NONFINITE = 3
+    EVENT = 4
+    NO_EVENT = 5
+    NEWTON_FAIL = 6
+    BAD_TS = 7
+    MAX_EVENTS = 8
+    BAD_TOL = 9
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+    @property
+    def failed(self) -> bool:
+        return self in FAILURES
 
 
-FAILURES = (Status.MAX_STEPS, Status.DT_MIN, Status.NONFINITE, Status.NEWTON_FAIL)
-
-MESSAGES = {
+_MESSAGES = {
+    Status.SUCCESS: "reached t1.",
     Status.MAX_STEPS: "solve reached max_steps before t1: raise max_steps, loosen rtol/atol, "
     "or use a stiff method (Rodas5P, Kvaerno5) if the problem is stiff.",
     Status.DT_MIN: "step size underflow: the solution is probably singular (blows up in finite "
     "time) or the problem is stiff; try a stiff method or check f.",
     Status.NONFINITE: "the state became inf or NaN: check f for division by zero or blow-up, "
     "or tighten rtol/atol.",
+    Status.EVENT: "a terminal event stopped the solve.",
+    Status.NO_EVENT: "reached t1 without the terminal event firing (not an error).",
     Status.NEWTON_FAIL: "Newton iteration of the implicit method did not converge even at tiny "
     "steps: check the Jacobian of f, or tighten tolerances.",
+    Status.BAD_TS: "the save times are not all finite, sorted from t0 towards t1 and inside "
+    "[t0, t1]: pass sorted, finite save times between t0 and t1.",
+    Status.MAX_EVENTS: "more event crossings occurred than Event.max_events can hold: raise "
+    "max_events (the crossings past it were not recorded).",
+    Status.BAD_TOL: "the tolerances are not all positive and finite: pass rtol, atol > 0.",
 }
+
+FAILURES = (Status.MAX_STEPS, Status.DT_MIN, Status.NONFINITE, Status.NEWTON_FAIL, Status.BAD_TS,
+            Status.MAX_EVENTS, Status.BAD_TOL)
+MESSAGES = {s: s.message for s in FAILURES}
 
 
 class StepResult(NamedTuple):
-    y1: Any  # (d,) solution at s + h
-    y_err: Any  # (d,) local error estimate (zeros for methods without one)
-    dense: Any  # PyTree consumed by interpolate
-    state: Any  # method state for the next step
-    ok: Any = jnp.asarray(True)  # False: the step failed (e.g. Newton); solve shrinks h
+    """One step from s to s + h, as a method returns it.
+
+    y1: (d,) solution at s + h. y_err: local error estimate, (d,) (zeros for methods
+    without one; a method with its own `error_ratio` may use another shape). dense: a
+    PyTree that `interpolate` reads. state: the method state for the next step.
+    n_f: number of evaluations of f this step made (an int or an int32 scalar: Newton
+    iterations vary). ok: False when the step failed (e.g. Newton); solve shrinks h.
+    n_jac: number of Jacobians of f formed (implicit methods).
+    """
+
+    y1: Any
+    y_err: Any
+    dense: Any
+    state: Any
+    n_f: Any
+    ok: Any = True
+    n_jac: Any = 0
+
+
+def rms(x):
+    """Root-mean-square norm of an array: the one norm of the error control."""
+    return jnp.sqrt(jnp.mean(x * x))
+
+
+class AbstractMethod(eqx.Module):
+    """A one-step integration method on the flat state (see the module docstring).
+
+    Subclasses define the class attributes `order` (of the propagated solution) and
+    `error_order` (of the embedded estimate; None when there is none: fixed steps only),
+    and the methods `init`, `step` and `interpolate`. The rest have defaults.
+    """
+
+    #: f evaluations `init` makes (counted once per solve in `num_f_evals`).
+    init_evals = 0
+
+    @property
+    @abc.abstractmethod
+    def order(self) -> int:
+        """Order of the propagated solution."""
+
+    @property
+    @abc.abstractmethod
+    def error_order(self) -> Optional[int]:
+        """Order of the embedded solution (None: no error estimate, fixed steps only)."""
+
+    @abc.abstractmethod
+    def init(self, f: Callable, s, y, args) -> Any:
+        """Method state carried between steps (e.g. the FSAL stage): a PyTree of arrays of
+        fixed structure, depending only on (s, y, args): the discrete adjoint recomputes
+        it from the recorded state of each step."""
+
+    @abc.abstractmethod
+    def step(self, f: Callable, s, y, h, args, state) -> StepResult:
+        """One step from s to s + h (h > 0) from state y (d,)."""
+
+    @abc.abstractmethod
+    def interpolate(self, dense, h, theta):
+        """Dense output at theta in [0, 1] inside the step; equal to y1 at theta = 1 (up to
+        rounding) and smooth in theta (events and save-time gradients differentiate it)."""
+
+    def error_ratio(self, y_err, scale, norm: Callable = rms):
+        """The step's error relative to scale = atol + rtol |y|; <= 1 accepts."""
+        return norm(y_err / scale)
+
+    def specialize(self, y0) -> "AbstractMethod":
+        """This method adapted to the structure of y0 (a PyTree), before flattening."""
+        return self
+
+    def with_tolerances(self, rtol: float, atol: float) -> "AbstractMethod":
+        """This method with inner tolerances (e.g. Newton's) tied to the solve's."""
+        return self
+
+    def backsolve_method(self) -> "AbstractMethod":
+        """The method that integrates the augmented (state, adjoint) system backwards for
+        `BacksolveAdjoint`. That system is not of this method's special form for
+        structure-preserving methods (e.g. not separable for symplectic ones)."""
+        return self
+
+    def step_vjp(self, f: Callable, s, y, h, args, outputs: Callable, ct):
+        """Cotangents of (y, args) for `outputs(y, args, step_result)` given its cotangent
+        ct: the backward pass of one step. The default differentiates straight through
+        `step`; a method may override it with a cheaper reverse sweep."""
+
+        def g(y, args):
+            return outputs(y, args, self.step(f, s, y, h, args, self.init(f, s, y, args)))
+
+        _, vjp = jax.vjp(g, y, args)
+        return vjp(ct)

@@ -88,7 +88,7 @@ class _Carry(NamedTuple):
     # compiles one kernel per loop output (several milliseconds each on a first call),
     # and eight scalar outputs had made the loop body half again as big.
     clock: Any  # (4,) s, h proposed by the controller, h_try (the next step), log error ratio
-    counts: Any  # (4,) int32: status, n_steps, n_acc, running (1 until the solve ends)
+    counts: Any  # (6,) int32: status, n_steps, n_acc, running (1 until the solve ends), n_f, n_jac
     y: Any
     mstate: Any
     g: Any
@@ -113,12 +113,8 @@ def _clock(s, h, log_err):
     return jnp.stack([s, h, h_try, log_err])
 
 
-def _counts(status, n_steps, n_acc, running):
-    return jnp.stack([status, n_steps, n_acc, running]).astype(jnp.int32)
-
-
-def rms(x):
-    return jnp.sqrt(jnp.mean(x * x))
+def _counts(status, n_steps, n_acc, running, n_f, n_jac):
+    return jnp.stack([jnp.asarray(x, jnp.int32) for x in (status, n_steps, n_acc, running, n_f, n_jac)])
 
 
 def _norms(x):
@@ -129,12 +125,6 @@ def _norms(x):
     m = jnp.max(jnp.abs(x), axis=1, keepdims=True)
     m_safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0)
     return jnp.where(m[:, 0] > 0, m[:, 0] * jnp.sqrt(jnp.mean((x / m_safe) ** 2, axis=1)), 0.0)
-
-
-def error_ratio(method, y_err, scale):
-    if hasattr(method, "error_ratio"):
-        return method.error_ratio(y_err, scale)
-    return rms(y_err / scale)
 
 
 def interp(method, dense, y1, h, theta):
@@ -203,7 +193,7 @@ def forward(prob: Problem, y0, p, ss, h0):
     )
     carry = _Carry(
         clock=_clock(jnp.zeros((), dtype), jnp.asarray(h0, dtype), jnp.zeros((), dtype)),
-        counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1], np.int32)),
+        counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1, method.init_evals, 0], np.int32)),
         y=y0, mstate=mstate0, g=g0, ys=jnp.zeros((prob.n_save, d), dtype),
         i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
         s_events=jnp.full(E, jnp.inf, dtype), rec=rec, table=table,
@@ -211,13 +201,13 @@ def forward(prob: Problem, y0, p, ss, h0):
 
     def body(c: _Carry):
         s, h_prop, h, log_err = _unpack(c.clock)  # h: the step to try
-        status, n_steps, n_acc, _ = _unpack(c.counts)
+        status, n_steps, n_acc, _, n_f, n_jac = _unpack(c.counts)
         res = method.step(prob.F, s, c.y, h, p, c.mstate)
         if prob.adaptive:
             scale = prob.atol + prob.rtol * jnp.maximum(jnp.abs(c.y), jnp.abs(res.y1))
             # 0 * y1 is NaN exactly where y1 is inf or NaN: the error norm's reduction
             # checks the new state too (one kernel less to compile than a separate check).
-            ratio = error_ratio(method, res.y_err + 0 * res.y1, scale)
+            ratio = method.error_ratio(res.y_err + 0 * res.y1, scale)
             finite = jnp.isfinite(ratio)
             ok = jnp.asarray(res.ok) & finite
             ratio = jnp.where(ok, ratio, jnp.inf)
@@ -312,7 +302,8 @@ def forward(prob: Problem, y0, p, ss, h0):
         sel = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(accept, x, y), a, b)  # noqa: E731
         return _Carry(
             clock=_clock(jnp.where(accept, s_end, s), h_next, log_err_new),
-            counts=_counts(status, n_steps, n_acc + accept, ~(finished | underflow | out_of_steps)),
+            counts=_counts(status, n_steps, n_acc + accept, ~(finished | underflow | out_of_steps),
+                           n_f + res.n_f, n_jac + res.n_jac),
             y=jnp.where(accept, y_end, c.y),
             mstate=sel(res.state, c.mstate),
             g=g_new,
@@ -330,10 +321,9 @@ def forward(prob: Problem, y0, p, ss, h0):
         return jax.tree_util.tree_map(lambda x, old: x.astype(old.dtype), new, c)
 
     c = jax.lax.while_loop(lambda c: c.counts[3] != 0, body_same_types, carry)
-    evals = getattr(method, "evals_per_step", 0)
     s_final = c.clock[0]
-    status, n_steps, n_acc, _ = _unpack(c.counts)
-    stats = jnp.stack([n_steps, n_acc, n_steps - n_acc, 1 + evals * n_steps])
+    status, n_steps, n_acc, _, n_f, n_jac = _unpack(c.counts)
+    stats = jnp.stack([n_steps, n_acc, n_steps - n_acc, n_f, n_jac])
     # The whole table stands in for y (see `recorded_state`): slicing its columns off
     # would copy max_steps x d numbers, which the backward pass then paid for.
     rec = c.rec._replace(s=c.table[:, 0], h=c.table[:, 1], y=c.table if inline_y else c.rec.y)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _tableau as T
-from ._base import StepResult
+from ._base import AbstractMethod, StepResult, rms
 
 
 def hermite(y0, y1, f0, f1, h, theta):
@@ -56,15 +55,20 @@ def _combine(weights, ks):
     return jnp.sum(w.reshape((-1,) + (1,) * (ks.ndim - 1)) * ks, axis=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class ExplicitRK:
-    """Explicit Runge-Kutta method given by a `ButcherTableau` (see `_tableau.py`).
+class ExplicitRK(AbstractMethod):
+    """Explicit Runge-Kutta method given by a `ButcherTableau` (see `_tableau.py`):
+    `ExplicitRK(tableau)` is the engine every named explicit method is built on.
 
     State between steps: f at the current point (first same as last).
     Dense output: the tableau's interpolant, or cubic Hermite when it has none.
     """
 
-    tableau: T.ButcherTableau = dataclasses.field(default=T.TSIT5, repr=False)
+    tableau: T.ButcherTableau = eqx.field(default=T.TSIT5, static=True, repr=False)
+    init_evals = 1
+
+    def __check_init__(self):
+        if not isinstance(self.tableau, T.ButcherTableau):
+            raise TypeError(f"ExplicitRK(tableau) takes a solvers.ButcherTableau, got {type(self.tableau).__name__}")
 
     @property
     def order(self):
@@ -109,7 +113,7 @@ class ExplicitRK:
             dense = (y, y1, ks[0], ks[tab.fsal])
         else:
             dense = (y, ks)
-        return StepResult(y1, y_err, dense, ks[tab.fsal])
+        return StepResult(y1, y_err, dense, ks[tab.fsal], n_f=tab.stages - 1)
 
     def step(self, f, s, y, h, args, k0):
         return self.finish(y, h, self.stages(f, s, y, h, args, k0)[1])
@@ -158,26 +162,21 @@ class ExplicitRK:
         weights = jnp.sum(jnp.asarray(self.tableau.dense, ks.dtype) * powers, axis=1)
         return y0 + h * _combine(weights, ks)
 
-    def error_ratio(self, y_err, scale):
-        """RMS norm of the error relative to scale = atol + rtol |y|; <= 1 accepts."""
+    def error_ratio(self, y_err, scale, norm=rms):
+        """Norm of the error relative to scale = atol + rtol |y|; <= 1 accepts."""
         if self.tableau.b_err3 is None:
-            return _rms(y_err / scale)
+            return norm(y_err / scale)
         # DOP853: blend the 5th and 3rd order estimates (Hairer, Norsett & Wanner).
-        e5, e3 = _rms(y_err[0] / scale) ** 2, _rms(y_err[1] / scale) ** 2
+        e5, e3 = norm(y_err[0] / scale) ** 2, norm(y_err[1] / scale) ** 2
         denom = e5 + 0.01 * e3
         safe = jnp.where(denom > 0, denom, 1.0)
         return jnp.where(denom > 0, e5 / jnp.sqrt(safe), 0.0)
 
 
-def _rms(x):
-    return jnp.sqrt(jnp.mean(x * x))
-
-
 def _named(tab, doc):
-    @dataclasses.dataclass(frozen=True)
     class Method(ExplicitRK):
         __doc__ = doc
-        tableau: T.ButcherTableau = dataclasses.field(default=tab, repr=False)
+        tableau: T.ButcherTableau = eqx.field(default=tab, static=True, repr=False)
 
     Method.__name__ = Method.__qualname__ = tab.name
     Method.__module__ = "solvers"

@@ -295,7 +295,7 @@ def _solve(f, y0, t0, t1, args, method, rtol, atol, dt0, adaptive, ts, max_steps
     if throw:
         failed = functools.reduce(jnp.logical_or, [status == s for s in FAILURES])
         ys_flat = _raise_on_failure(ys_flat, failed, status)
-    stats = dict(zip(("num_steps", "num_accepted", "num_rejected", "num_f_evals"), out.stats))
+    stats = dict(zip(("num_steps", "num_accepted", "num_rejected", "num_f_evals", "num_jac_evals"), out.stats))
     return Solution(
         ts=ts_out,
         ys=jax.vmap(unravel)(ys_flat),

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import lu_factor, lu_solve
 
-from ._base import StepResult
+from ._base import AbstractMethod, StepResult, rms
 
 __all__ = ["Rodas5P", "Kvaerno5"]
 
@@ -204,8 +204,7 @@ def _rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args):
     return y1, y_err, dense, ok
 
 
-@dataclasses.dataclass(frozen=True)
-class Rodas5P:
+class Rodas5P(AbstractMethod):
     """Rodas5P (Steinebach 2023): 8-stage stiffly accurate Rosenbrock method, order 5,
     embedded order 4, L-stable, with a 4th-order continuous extension.
 
@@ -221,7 +220,6 @@ class Rodas5P:
 
     order: ClassVar[int] = 5
     error_order: ClassVar[int] = 4
-    evals_per_step: ClassVar[int] = 8  # f evaluations (plus one Jacobian) per step
     tableau: ClassVar[RosenbrockTableau] = RODAS5P_TABLEAU
 
     def init(self, f, s, y, args):
@@ -230,7 +228,8 @@ class Rodas5P:
     def step(self, f, s, y, h, args, state):
         y1, y_err, dense, ok = _rosenbrock_step(self.tableau, f, s, y, h, args)
         y_err = jnp.where(ok, y_err, _huge(y))
-        return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok)
+        return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok,
+                          n_f=len(self.tableau.b), n_jac=1)
 
     def interpolate(self, dense, h, theta):
         y0, y1, k1, k2, k3 = dense
@@ -303,13 +302,9 @@ KVAERNO5_TABLEAU = _kvaerno5_tableau()
 _INVERSE_MAX_DIM = 64  # up to this state size, Newton applies (I - h gamma J)^-1 as a matrix
 
 
-def _rms(x):
-    return jnp.sqrt(jnp.mean(x * x))
-
-
 def _newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters):
     """Solve Z = psi + hg f(t, y0 + Z, args) for the stage increment Z (d,); returns
-    (Z, converged).
+    (Z, converged, number of iterations: one f evaluation each).
 
     Primal: simplified Newton with the step's fixed factorisation of I - hg J
     (`solve_M(r)` returns (I - hg J)^-1 r). It stops when the estimated remaining error,
@@ -338,7 +333,7 @@ def _newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters):
             k, z, nd_prev, done, failed = c
             dz = -solve_M(residual(z))
             z = z + dz
-            nd = _rms(dz / scale)
+            nd = rms(dz / scale)
             theta = nd / nd_prev
             # First iteration: no rate yet, so ask for |dz| <= 1 outright.
             est = jnp.where(k == 0, nd, theta / jnp.maximum(1 - theta, eps) * nd)
@@ -351,23 +346,24 @@ def _newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters):
             return k + 1, z, nd, done, failed
 
         init = (0, z0, jnp.asarray(jnp.inf, z0.dtype), jnp.asarray(False), jnp.asarray(False))
-        _, z, _, done, failed = jax.lax.while_loop(cond, body, init)
-        # The flag travels as a float: custom_root gives bool aux outputs a bool tangent,
-        # which JAX's custom_jvp then rejects (it wants float0).
-        return z, (done & ~failed).astype(z.dtype)
+        k, z, _, done, failed = jax.lax.while_loop(cond, body, init)
+        # The flag and the iteration count travel as floats: custom_root gives bool/int aux
+        # outputs a bool/int tangent, which JAX's custom_jvp then rejects (it wants float0).
+        return z, jnp.stack([(done & ~failed).astype(z.dtype), jnp.asarray(k, z.dtype)])
 
     def tangent_solve(g, b):
         # g is the residual linearised at z*: g(v) = v - hg J(z*) v. Materialise and solve.
         A = jax.jacfwd(g)(b)
         return jnp.linalg.solve(A, b)
 
-    Z, converged = jax.lax.custom_root(residual, Z0, newton, tangent_solve, has_aux=True)
-    return Z, converged > 0.5
+    Z, aux = jax.lax.custom_root(residual, Z0, newton, tangent_solve, has_aux=True)
+    aux = jax.lax.stop_gradient(aux)
+    return Z, aux[0] > 0.5, aux[1].astype(jnp.int32)
 
 
 def _esdirk_step(tab: ESDIRKTableau, f, s, y, h, args, newton_rtol, newton_atol,
                  max_iters):
-    """One ESDIRK step. Returns (y1, y_err, dense, ok)."""
+    """One ESDIRK step. Returns (y1, y_err, dense, ok, number of f evaluations)."""
     f0, J, _ = _f_jac(f, s, y, args, with_time=False)
     hg = h * tab.gamma
     # One LU per step, reused by every Newton iteration of every stage. It only steers
@@ -391,6 +387,7 @@ def _esdirk_step(tab: ESDIRKTableau, f, s, y, h, args, newton_rtol, newton_atol,
     # matters in float32, e.g. ROBER, where y3 ~ 1 moves by 1e-8 per step).
     Fs, Zs = [f0], [jnp.zeros_like(y)]
     ok = jnp.asarray(True)
+    n_f = jnp.ones((), jnp.int32)  # f(s, y) with the Jacobian
     for i in range(1, len(tab.c)):
         psi = h * sum(tab.a[i][j] * Fs[j] for j in range(i) if tab.a[i][j] != 0.0)
         # Trivial predictor z_i = y0. Explicit predictors (e.g. psi + h gamma F_{i-1})
@@ -398,9 +395,10 @@ def _esdirk_step(tab: ESDIRKTableau, f, s, y, h, args, newton_rtol, newton_atol,
         # its basin (seen on ROBER in float32); y0 is never far off for stiff modes, and
         # on the benchmark problems it costs no more time overall.
         Z0 = jnp.zeros_like(y)
-        Z, conv = _newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, scale,
-                                max_iters)
+        Z, conv, iters = _newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, scale,
+                                       max_iters)
         ok = ok & conv
+        n_f = n_f + iters
         # F_i from the stage equation rather than f(z_i): no extra f evaluation, and the
         # leftover Newton error is divided by h gamma instead of multiplied by a stiff J.
         Fs.append((Z - psi) / hg)
@@ -410,11 +408,10 @@ def _esdirk_step(tab: ESDIRKTableau, f, s, y, h, args, newton_rtol, newton_atol,
     ok = ok & _all_finite(y1, y_err)
     # Cubic Hermite dense output from the end values and slopes (F_s = f(s + h, y1)).
     dense = (y, y1, f0, Fs[-1])
-    return y1, y_err, dense, ok
+    return y1, y_err, dense, ok, n_f
 
 
-@dataclasses.dataclass(frozen=True)
-class Kvaerno5:
+class Kvaerno5(AbstractMethod):
     """Kvaerno5 (Kvaerno 2004): 7-stage ESDIRK, order 5, embedded order 4, L-stable,
     stiffly accurate; cubic Hermite dense output.
 
@@ -441,7 +438,7 @@ class Kvaerno5:
     error_order: ClassVar[int] = 4
     tableau: ClassVar[ESDIRKTableau] = KVAERNO5_TABLEAU
 
-    def __post_init__(self):
+    def __check_init__(self):
         for name in ("newton_rtol", "newton_atol"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -474,10 +471,10 @@ class Kvaerno5:
 
     def step(self, f, s, y, h, args, state):
         rtol, atol = self._tols(y.dtype)
-        y1, y_err, dense, ok = _esdirk_step(self.tableau, f, s, y, h, args, rtol, atol,
-                                            self.max_newton_iters)
+        y1, y_err, dense, ok, n_f = _esdirk_step(self.tableau, f, s, y, h, args, rtol, atol,
+                                                 self.max_newton_iters)
         y_err = jnp.where(ok, y_err, _huge(y))
-        return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok)
+        return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok, n_f=n_f, n_jac=1)
 
     def interpolate(self, dense, h, theta):
         y0, y1, f0, f1 = dense

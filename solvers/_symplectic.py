@@ -8,12 +8,13 @@ of drifting as with Runge-Kutta methods.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar, Optional
 
 import jax
 from jax.flatten_util import ravel_pytree
 
-from ._base import StepResult
-from ._rk import hermite
+from ._base import AbstractMethod, StepResult
+from ._rk import RK4, hermite
 
 
 def _kdk(f, s, q, p, h, n_q, args, force):
@@ -28,16 +29,12 @@ def _join(q, p):
     return jax.numpy.concatenate([q, p])
 
 
-@dataclasses.dataclass(frozen=True)
-class _Symplectic:
+class _Symplectic(AbstractMethod):
     n_q: int = -1  # size of q in the flat state, filled in by `specialize`
-    order = 2
-    error_order = None
-    weights: tuple = (1.0,)
-
-    @property
-    def evals_per_step(self):
-        return 2 * len(self.weights) + 1
+    order: ClassVar[int] = 2
+    error_order: ClassVar[Optional[int]] = None
+    weights: ClassVar[tuple] = (1.0,)
+    init_evals = 1
 
     def specialize(self, y0):
         if not (isinstance(y0, (tuple, list)) and len(y0) == 2):
@@ -49,6 +46,11 @@ class _Symplectic:
         if n_q != ravel_pytree(y0[1])[0].size:
             raise ValueError(f"{type(self).__name__}: q and p must have the same size")
         return dataclasses.replace(self, n_q=n_q)
+
+    def backsolve_method(self):
+        # The augmented (y, adjoint) system is not separable: a splitting applied to it
+        # is only first order. RK4 on the same fixed steps keeps the method's order.
+        return RK4()
 
     def init(self, f, s, y, args):
         return f(s, y, args)
@@ -62,27 +64,25 @@ class _Symplectic:
             t = t + w * h
         y1 = _join(q, p)
         f1 = f(s + h, y1, args)
-        return StepResult(y1, jax.numpy.zeros_like(y), (y, y1, f0, f1), f1)
+        return StepResult(y1, jax.numpy.zeros_like(y), (y, y1, f0, f1), f1, n_f=2 * len(self.weights) + 1)
 
     def interpolate(self, dense, h, theta):
         return hermite(*dense, h, theta)
 
 
-@dataclasses.dataclass(frozen=True)
 class Verlet(_Symplectic):
     """Velocity Verlet (Stormer-Verlet, kick-drift-kick), order 2, symplectic."""
 
-    order = 2
+    order: ClassVar[int] = 2
 
 
 _CBRT2 = 2.0 ** (1.0 / 3.0)
 _W1 = 1.0 / (2.0 - _CBRT2)
 
 
-@dataclasses.dataclass(frozen=True)
 class Yoshida4(_Symplectic):
     """Yoshida's 4th order composition of three Verlet steps, symplectic."""
 
-    order = 4
-    weights: tuple = (_W1, -_CBRT2 * _W1, _W1)
+    order: ClassVar[int] = 4
+    weights: ClassVar[tuple] = (_W1, -_CBRT2 * _W1, _W1)
 
