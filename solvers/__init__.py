@@ -5,11 +5,21 @@
 See `solve` for the arguments and `Solution` for what comes back.
 """
 
-from ._adjoint import BacksolveAdjoint, CheckpointAdjoint, DiscreteAdjoint, ForwardMode
-from ._base import AbstractMethod, Status, StepResult
+from ._adjoint import (
+                       AbstractAdjoint,
+                       AbstractReverseAdjoint,
+                       BacksolveAdjoint,
+                       CheckpointAdjoint,
+                       DiscreteAdjoint,
+                       ForwardMode,
+)
+from ._base import AbstractMethod, Status, StepResult, rms
+from ._controller import AbstractController, ConstantStepSize, PIDController
 from ._event import Event
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
-from ._solve import Solution, SolveError, solve
+from ._saveat import SaveAt
+from ._solution import Solution
+from ._solve import SolveError, solve
 from ._stiff import Kvaerno5, Rodas5P
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
@@ -19,5 +29,6 @@ __all__ = [
     "ButcherTableau", "ExplicitRK",
     "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
     "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
-    "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",
+    "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
+    "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
 ]

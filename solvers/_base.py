@@ -153,10 +153,11 @@ class AbstractMethod(eqx.Module):
         structure-preserving methods (e.g. not separable for symplectic ones)."""
         return self
 
-    def step_vjp(self, f: Callable, s, y, h, args, outputs: Callable, ct):
+    def step_vjp(self, f: Callable, s, y, h, args, outputs: Callable, ct, uses_dense: bool = True):
         """Cotangents of (y, args) for `outputs(y, args, step_result)` given its cotangent
-        ct: the backward pass of one step. The default differentiates straight through
-        `step`; a method may override it with a cheaper reverse sweep."""
+        ct: the backward pass of one step. uses_dense: whether outputs reads the dense
+        output. The default differentiates straight through `step`; a method may
+        override it with a cheaper reverse sweep."""
 
         def g(y, args):
             return outputs(y, args, self.step(f, s, y, h, args, self.init(f, s, y, args)))

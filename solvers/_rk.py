@@ -153,6 +153,16 @@ class ExplicitRK(AbstractMethod):
                     k_bar[j] = term if k_bar[j] is None else k_bar[j] + term
         return y_bar, args_bar
 
+    def step_vjp(self, f, s, y, h, args, outputs, ct, uses_dense=True):
+        """The outputs' VJP given the stages, then the reverse sweep through the stages
+        (`stages_vjp`), skipping stages the outputs do not read."""
+        Ys, ks = self.stages(f, s, y, h, args, f(s, y, args))
+        _, vjp = jax.vjp(lambda y, ks, a: outputs(y, a, self.finish(y, h, ks)), y, ks, args)
+        y_bar, k_bar, a_bar = vjp(ct)
+        k_bar = [kb if u else None for kb, u in zip(k_bar, self.used_stages(dense=uses_dense))]
+        y_st, a_st = self.stages_vjp(f, s, h, args, Ys, k_bar)
+        return y_bar + y_st, jax.tree_util.tree_map(jnp.add, a_bar, a_st)
+
     def interpolate(self, dense, h, theta):
         if self.tableau.dense is None:
             y0, y1, f0, f1 = dense

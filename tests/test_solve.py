@@ -164,7 +164,8 @@ A3_TS = np.linspace(0.0, 20.0, 101)
 
 @pytest.fixture(scope="module")
 def a3_sol():
-    return solvers.solve(a3, A([1.0]), A(0.0), A(20.0), ts=A(A3_TS), rtol=A3_TOL, atol=A3_TOL)
+    return solvers.solve(a3, A([1.0]), A(0.0), A(20.0), saveat=solvers.SaveAt(ts=A(A3_TS), dense=True),
+                         rtol=A3_TOL, atol=A3_TOL)
 
 
 def test_ts_accuracy(a3_sol):
@@ -187,7 +188,7 @@ def test_evaluate_when_steps_fill_little_of_max_steps():
     """Minimal reproducer: 288 accepted steps out of max_steps=4096. Solution.evaluate
     binary-searches the whole step-start buffer rec.s, whose unused tail is zeros, so the
     search lands in the last step for every t and returns (nearly) the final state."""
-    sol = solvers.solve(a3, A([1.0]), A(0.0), A(20.0), rtol=1e-9, atol=1e-9)
+    sol = solvers.solve(a3, A([1.0]), A(0.0), A(20.0), rtol=1e-9, atol=1e-9, saveat=solvers.SaveAt(dense=True))
     assert abs(float(sol.evaluate(A(1.0))[0]) - a3_exact(1.0)) < 1e-7
 
 
@@ -196,7 +197,8 @@ def test_dense_output_kepler_dopri8():
     y0 = kepler_y0(0.5)
     tq = np.sort(np.random.default_rng(1).uniform(0, 10, 50))
     ref = scipy_ref(kepler, y0, 0.0, 10.0, t_eval=tq)
-    sol = solvers.solve(kepler, A(y0), A(0.0), A(10.0), method=solvers.Dopri8(), rtol=tol, atol=tol)
+    sol = solvers.solve(kepler, A(y0), A(0.0), A(10.0), method=solvers.Dopri8(), rtol=tol, atol=tol,
+                        saveat=solvers.SaveAt(dense=True))
     err = np.max(np.abs(np.asarray(sol.evaluate(A(tq))) - ref))
     print(f"Dopri8 dense output err {err:.2e}")
     assert err < 1e3 * tol
@@ -219,7 +221,8 @@ def test_backwards_integration():
 
 def test_backwards_evaluate():
     tol = 1e-10
-    sol = solvers.solve(a3, A([a3_exact(20.0)]), A(20.0), A(0.0), rtol=tol, atol=tol)
+    sol = solvers.solve(a3, A([a3_exact(20.0)]), A(20.0), A(0.0), rtol=tol, atol=tol,
+                        saveat=solvers.SaveAt(dense=True))
     tq = np.linspace(19.5, 0.5, 17)
     assert np.max(np.abs(np.asarray(sol.evaluate(A(tq))[:, 0]) - a3_exact(tq))) < 100 * tol
 
@@ -241,7 +244,8 @@ def test_pytree_state():
 
 def test_pytree_evaluate():
     y0 = {"x": A([1.0, 0.0]), "v": (A(0.0), A(2.0))}
-    sol = solvers.solve(oscillator, y0, A(0.0), A(5.0), {"k": A(4.0)}, rtol=1e-10, atol=1e-10)
+    sol = solvers.solve(oscillator, y0, A(0.0), A(5.0), {"k": A(4.0)}, rtol=1e-10, atol=1e-10,
+                        saveat=solvers.SaveAt(dense=True))
     ev = sol.evaluate(A(1.3))
     assert abs(float(ev["v"][1]) - 2 * np.cos(2.6)) < 1e-7
 

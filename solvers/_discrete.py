@@ -1,0 +1,121 @@
+"""The backward pass of the discrete adjoints: the recorded steps run in reverse, each
+applying its step's VJP (the exact gradient of the computed solution)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import _loop
+from ._base import Status
+
+
+def step_outputs(prob, out, j, y_j, p, ss, res):
+    """What step j contributes to the solve's outputs given its result res: the state
+    it ends in, the saved points inside it, the end time if a terminal event cut it, and
+    the time of a non-terminal event inside it."""
+    rec, method = out.records, prob.method
+    s_j, h_j = rec.s[j], rec.h[j]
+    zero = jnp.zeros((), y_j.dtype)
+    y_out, s_end, s_ev = res.y1, zero, zero
+    if prob.event is not None:
+        has_event = (out.status == Status.EVENT) & (j == rec.n - 1)
+        if not prob.event.terminal:
+            has_event = jnp.any(rec.event_step == j)
+
+        def located():
+            theta = _loop.event_theta(prob, s_j, h_j, res.dense, res.y1, p)
+            return _loop.interp(method, res.dense, res.y1, h_j, theta), s_j + theta * h_j
+
+        y_ev, s_hit = jax.lax.cond(has_event, located, lambda: (res.y1, zero))
+        if prob.event.terminal:
+            y_out, s_end = y_ev, s_hit
+        else:
+            s_ev = s_hit
+    saves = jnp.zeros((prob.n_save, y_j.shape[0]), y_j.dtype)
+    if prob.n_save:
+        theta = _loop.clamp01((ss - s_j) / h_j)
+        vals = jax.vmap(lambda th: _loop.interp(method, res.dense, res.y1, h_j, th))(theta)
+        saves = jnp.where((rec.save_step == j)[:, None], vals, 0.0)
+    return y_out, saves, s_end, s_ev
+
+
+def _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry):
+    """Cotangents through step j: of its start state y_j, and added to those of (args,
+    t0, t1) and ss."""
+    a, ct_p, ct_ss = carry
+    rec = out.records
+    ct_step = (
+        a,
+        jnp.where((rec.save_step == j)[:, None], ct.ys, 0.0),
+        jnp.where(j == rec.n - 1, ct.s_final, 0.0),
+        jnp.sum(jnp.where(rec.event_step == j, ct.s_events, 0.0)),
+    )
+    # Differentiate only with respect to what is needed: fewer operations per step.
+    want = (needs.args, needs.t0, needs.t1)
+    p_var = tuple(x if w else None for x, w in zip((p.args, p.t0, p.t1), want))
+
+    def full(pv):
+        args, t0, t1 = (v if w else x for v, x, w in zip(pv, (p.args, p.t0, p.t1), want))
+        return _loop.Params(args, t0, t1, p.consts)
+
+    F = lambda s, y, a: prob.F(s, y, full(a[0]))  # noqa: E731
+    outputs = lambda y, a, res: step_outputs(prob, out, j, y, full(a[0]), ss if a[1] is None else a[1], res)  # noqa: E731
+    uses_dense = prob.n_save > 0 or prob.event is not None
+    a, (dp, dss) = prob.method.step_vjp(F, rec.s[j], y_j, rec.h[j], (p_var, ss if needs.ss else None),
+                                        outputs, ct_step, uses_dense=uses_dense)
+    if needs.records:  # the recorded state itself is an output (dense output, saved steps)
+        a = a + jax.lax.dynamic_slice_in_dim(ct.records.y[j], 2, y_j.shape[0])
+    ct_p = tuple(_add(c, d) if w else c for c, d, w in zip(ct_p, dp, want))
+    return a, ct_p, ct_ss + dss if needs.ss else ct_ss
+
+
+def _add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def discrete_backward(prob, y0, p, ss, out, ct, needs):
+    """Backward pass over the recorded steps, recomputing between checkpoints. Returns
+    the cotangents (y0, args, t0, t1, ss)."""
+    rec = out.records
+    n, every = rec.n, prob.record_every
+    method = prob.method
+    zeros = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)  # noqa: E731
+    carry = (ct.y_final, (zeros(p.args), zeros(p.t0), zeros(p.t1)), jnp.zeros_like(ss))
+    one_step = lambda j, y_j, carry: _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry)  # noqa: E731
+
+    if every == 1:
+        # Every state recorded: one plain loop from the last step to the first.
+        def body(i, carry):
+            j = n - 1 - i
+            return one_step(j, _loop.recorded_state(prob, rec, j), carry)
+
+        a, (ct_args, ct_t0, ct_t1), ct_ss = jax.lax.fori_loop(0, n, body, carry)
+        return a, ct_args, ct_t0, ct_t1, ct_ss
+
+    def replay(seg):
+        # States of the steps of one segment, recomputed from its checkpoint.
+        j0 = seg * every
+        buf = jnp.zeros((every,) + y0.shape, y0.dtype).at[0].set(_loop.recorded_state(prob, rec, seg))
+
+        def body(i, buf):
+            j = j0 + i - 1
+            y = buf[i - 1]
+            y1 = method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p)).y1
+            return buf.at[i].set(y1)
+
+        return jax.lax.fori_loop(1, every, body, buf)
+
+    def segment(k, carry):
+        seg = n_seg - 1 - k
+        buf = replay(seg)
+
+        def inner(i, carry):
+            j = seg * every + every - 1 - i
+            return jax.lax.cond(j < n, lambda: one_step(j, buf[every - 1 - i], carry), lambda: carry)
+
+        return jax.lax.fori_loop(0, every, inner, carry)
+
+    n_seg = (n + every - 1) // every
+    a, (ct_args, ct_t0, ct_t1), ct_ss = jax.lax.fori_loop(0, n_seg, segment, carry)
+    return a, ct_args, ct_t0, ct_t1, ct_ss
