@@ -30,7 +30,8 @@ def bounces(e, n):
     """Phases of n flights; returns the total time and each phase's Solution."""
     t, y, sols = jnp.zeros(()), jnp.stack([jnp.asarray(H0), 0.0 * e]), []
     for _ in range(n):
-        sol = solvers.solve(fall, y, t, t + 10.0, jnp.asarray(G), event=floor, rtol=1e-10, atol=1e-10)
+        sol = solvers.solve(fall, y, t, t + 10.0, jnp.asarray(G), event=floor, rtol=1e-10, atol=1e-10,
+                            saveat=solvers.SaveAt(dense=True))
         sols.append(sol)
         t, y = sol.t_event, sol.ys[-1]
         y = jnp.stack([0.0 * y[0], -e * y[1]])

@@ -144,9 +144,9 @@ class _Phase(NamedTuple):
     y_end: Any  # state there
 
 
-def _run_phase(rhs, y0, t0, duration, args, cond, direction, adjoint, rtol, atol):
+def _run_phase(rhs, y0, t0, duration, args, cond, direction, adjoint, rtol, atol, dense):
     sol = solvers.solve(rhs, y0, t0, t0 + duration, args, method=solvers.Tsit5(),
-                        rtol=rtol, atol=atol, adjoint=adjoint,
+                        rtol=rtol, atol=atol, adjoint=adjoint, saveat=solvers.SaveAt(dense=dense),
                         event=solvers.Event(cond, direction=direction), throw=False)
     # ts[-1] is the event time when the event fired and t1 otherwise: finite either way, so
     # a failed phase does not poison the next one with inf.
@@ -154,11 +154,12 @@ def _run_phase(rhs, y0, t0, duration, args, cond, direction, adjoint, rtol, atol
     return _Phase(sol, sol.ts[-1], y_end)
 
 
-def _phases(wind, angle, weight, p, adjoint, rtol, atol):
-    """Runs ground, sling and flight: returns the three _Phase results and a ShotStatus."""
+def _phases(wind, angle, weight, p, adjoint, rtol, atol, dense=False):
+    """Runs ground, sling and flight: returns the three _Phase results and a ShotStatus.
+    dense: keep each phase's dense output (for sampling the trajectory)."""
     launch = (p, weight, angle)
     y0 = _m.initial_state(p)
-    run = lambda *a: _run_phase(*a, adjoint, rtol, atol)
+    run = lambda *a: _run_phase(*a, adjoint, rtol, atol, dense)
     ground = run(_m.ground_rhs, y0, jnp.zeros_like(weight), GROUND_TIME, launch,
                  _m.normal_force, -1)
     sling = run(_m.sling_rhs, ground.y_end, ground.t_end, SLING_TIME, launch,
@@ -274,7 +275,7 @@ def _sample(phase: _Phase, t_start, n):
 
 @eqx.filter_jit
 def _simulate(wind, angle, weight, p, n):
-    (ground, sling, flight), status = _phases(wind, angle, weight, p, None, RTOL, ATOL)
+    (ground, sling, flight), status = _phases(wind, angle, weight, p, None, RTOL, ATOL, dense=True)
     t_g, (q_g, qd_g) = _sample(ground, jnp.zeros_like(weight), n)
     t_s, (q_s, qd_s) = _sample(sling, ground.t_end, n)
     t_f, (x_f, v_f) = _sample(flight, sling.t_end, n)

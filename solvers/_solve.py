@@ -69,12 +69,17 @@ def _closure_converted(f, t0, y0, args):
     hoisted into its PyTree leaves, where the adjoints can differentiate them."""
     if not _under_trace():
         return f  # eager call: nothing to hoist, and f keeps its identity for jit's cache
-    return eqx.filter_closure_convert(f, jnp.asarray(t0, float), y0, args)
+    # The example time has the dtype F calls f with (the state's, see `_fields`).
+    t = jnp.zeros((), ravel_pytree(y0)[0].dtype)
+    converted = eqx.filter_closure_convert(f, t, y0, args)
+    if not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(converted)):
+        return f  # closes over no tracers: keep f as it is
+    return converted
 
 
 _MODE_HINTS = (
     ("can't apply forward-mode autodiff (jvp) to a custom_vjp function",
-     "forward mode (jax.jvp, jax.jacfwd, jax.hessian's inner pass) through solve needs "
+     "forward mode (jax.jvp, jax.jacfwd) through solve needs "
      "adjoint=solvers.ForwardMode(); the default DiscreteAdjoint supports reverse mode (jax.grad)"),
 )
 
