@@ -128,3 +128,126 @@ def test_throw_under_jit_and_vmap():
 def test_success_status():
     sol = solvers.solve(osc, Y0, 0.0, 1.0)
     assert int(sol.status) == solvers.Status.SUCCESS
+
+
+# ---- Inputs users bring from diffrax and scipy, and those nobody planned for ----------
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(method=solvers.Tsit5), TypeError, r"method=Tsit5\(\)"),
+        (dict(adjoint=solvers.DiscreteAdjoint), TypeError, r"adjoint=DiscreteAdjoint\(\)"),
+        (dict(method="tsit5"), TypeError, "method="),
+        (dict(event=lambda t, y, a: y[0] - 0.5), TypeError, "Event"),
+        (dict(event=solvers.Event(lambda t, y, a: y - 0.5)), ValueError, "scalar"),
+        (dict(rtol=None), TypeError, "rtol"),
+        (dict(atol="1e-6"), TypeError, "atol"),
+        (dict(rtol=np.inf), ValueError, "rtol"),
+        (dict(rtol=A([1e-6, -1.0])), ValueError, "rtol"),
+        (dict(max_steps=2**40), ValueError, "max_steps"),
+        (dict(max_steps=10.5), TypeError, "max_steps"),
+        (dict(dt0=A([0.1])), ValueError, "dt0"),
+        (dict(dt0=np.inf), ValueError, "dt0"),
+        (dict(ts=A([0.1, np.nan])), ValueError, "finite"),
+        (dict(controller=solvers.PIDController(1e-8, 1e-8), rtol=1e-3), ValueError, "controller"),
+        (dict(saveat=solvers.SaveAt(dense=True), adjoint=solvers.BacksolveAdjoint()), ValueError, "Backsolve"),
+        (dict(controller=solvers.ConstantStepSize()), ValueError, "dt0"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        solvers.solve(rhs, Y0, 0.0, 1.0, **kwargs)
+
+
+@pytest.mark.parametrize("t0,t1,match", [(np.nan, 1.0, "t0"), (0.0, np.inf, "t1"), (0.0, A([1.0]), "t1")])
+def test_bad_times(t0, t1, match):
+    with pytest.raises(ValueError, match=match):
+        solvers.solve(rhs, Y0, t0, t1)
+
+
+def test_bad_adjoint_settings():
+    with pytest.raises(TypeError, match="checkpoints"):
+        solvers.CheckpointAdjoint(2.5)
+    with pytest.raises(ValueError, match="checkpoints"):
+        solvers.CheckpointAdjoint(0)
+    with pytest.raises(ValueError, match="dtmin"):
+        solvers.PIDController(dtmin=1.0, dtmax=0.1)
+
+
+def test_complex_f_is_refused():
+    with pytest.raises(TypeError, match="complex"):
+        solvers.solve(lambda t, y, a: -1j * y, Y0, 0.0, 1.0)
+
+
+def test_python_float_state_and_numpy_max_steps_work():
+    sol = solvers.solve(rhs, 1.0, 0.0, 1.0, max_steps=np.int64(100), rtol=1e-10, atol=1e-10)
+    assert sol.ys.shape == (1,) and abs(float(sol.ys[0]) - np.exp(-1)) < 1e-9
+
+
+@pytest.mark.parametrize("ts,t0,t1", [([0.5, 0.1], 0.0, 1.0), ([0.5, 1.5], 0.0, 1.0), ([0.1, 0.5], 1.0, 0.0),
+                                      ([0.1, np.nan], 0.0, 1.0)])
+def test_traced_bad_save_times_fail_at_run_time(ts, t0, t1):
+    run = jax.jit(lambda ts: solvers.solve(rhs, Y0, t0, t1, ts=ts, throw=False).status)
+    assert int(run(A(ts))) == solvers.Status.BAD_TS
+    with pytest.raises(Exception, match="BAD_TS"):
+        jax.jit(lambda ts: solvers.solve(rhs, Y0, t0, t1, ts=ts).ys)(A(ts)).block_until_ready()
+    assert int(run(A(sorted(ts, reverse=t1 < t0)[:1] * 2))) != solvers.Status.BAD_TS or np.isnan(ts).any()
+
+
+def test_traced_bad_tolerance_fails_at_run_time():
+    run = jax.jit(lambda r: solvers.solve(rhs, Y0, 0.0, 1.0, rtol=r, throw=False).status)
+    assert int(run(A(-1.0))) == solvers.Status.BAD_TOL
+    assert int(run(A(1e-6))) == solvers.Status.SUCCESS
+
+
+def test_float32_unreachable_tolerance_warns():
+    with pytest.warns(UserWarning, match="rtol"):
+        solvers.solve(rhs, jnp.ones(1, jnp.float32), 0.0, 1.0, rtol=1e-8)
+
+
+def test_evaluate_outside_the_interval_and_without_dense_output():
+    sol = solvers.solve(rhs, Y0, 0.0, 1.0, saveat=solvers.SaveAt(dense=True))
+    with pytest.raises(ValueError, match="solved interval"):
+        sol.evaluate(1.5)
+    assert np.all(np.isnan(np.asarray(jax.jit(lambda t: sol.evaluate(t))(A(-0.5)))))
+    with pytest.raises(ValueError, match="dense=True"):
+        solvers.solve(rhs, Y0, 0.0, 1.0).evaluate(0.5)
+
+
+def test_evaluate_on_a_vmapped_solution():
+    sols = jax.vmap(lambda k: solvers.solve(lambda t, y, k: -k * y, Y0, 0.0, 1.0, k, rtol=1e-10, atol=1e-10,
+                                            saveat=solvers.SaveAt(dense=True)))(A([1.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(sols.evaluate(0.5)), np.exp(-0.5 * np.array([[1.0], [2.0]])) * [1, 2],
+                               rtol=1e-8)
+
+
+def test_wrong_differentiation_mode_names_the_adjoint():
+    def fwd(adjoint):
+        return lambda k: solvers.solve(lambda t, y, k: -k * y, Y0, 0.0, 1.0, k, adjoint=adjoint).ys[-1, 0]
+
+    with pytest.raises(TypeError, match="ForwardMode"):
+        jax.jacfwd(fwd(None))(1.0)
+    with pytest.raises(Exception, match="DiscreteAdjoint"):
+        jax.grad(fwd(solvers.ForwardMode()))(1.0)
+
+
+@pytest.mark.parametrize("method", [solvers.Tsit5(), solvers.Dopri5(), solvers.Rodas5P(), solvers.Kvaerno5()],
+                         ids=lambda m: type(m).__name__)
+def test_empty_state(method):
+    sol = solvers.solve(lambda t, y, a: -y, jnp.zeros(0), 0.0, 1.0, method=method, ts=A([0.5, 1.0]))
+    assert sol.ys.shape == (2, 0) and int(sol.status) == solvers.Status.SUCCESS
+
+
+def test_end_time_is_t1_bit_for_bit():
+    t1 = 1.8951213247291925
+    for ts in (None, A([0.3, t1])):
+        sol = solvers.solve(rhs, Y0, 0.0, t1, ts=ts)
+        assert float(sol.ts[-1]) == t1
+
+
+def test_forward_solve_allocates_no_step_record():
+    # max_steps = 1e9 would ask for gigabytes of record; a forward solve keeps none.
+    sol = solvers.solve(rhs, Y0, 0.0, 1.0, max_steps=10**9)
+    assert abs(float(sol.ys[-1, 0]) - np.exp(-1)) < 1e-5
+    hlo = jax.jit(lambda y: solvers.solve(rhs, y, 0.0, 1.0, max_steps=10**6).ys).lower(Y0).as_text()
+    assert "1000000x" not in hlo  # no (max_steps, ...) buffer
