@@ -55,9 +55,8 @@ def backsolve(prob, p, ss, out, ct, h0):
     def segment(z, s_hi, s_lo):
         length = jnp.where(s_hi > s_lo, s_hi - s_lo, 1.0)
         pp = _loop.Params((s_hi, s_lo), jnp.zeros((), dtype), jnp.ones((), dtype), _loop.Consts((), controller))
-        f0 = aug_field(jnp.zeros((), dtype), z, pp)
         # The forward solve's first step, in units of this segment, starts the backward one.
-        h = controller.init_step(aug_field, method, z, pp, f0, h0 / length, jnp.ones((), dtype))
+        h, _ = controller.init_step(aug_field, method, z, pp, h0 / length, jnp.ones((), dtype))
         res = _loop.forward(aug, z, pp, jnp.zeros((0,), dtype), jnp.minimum(h, 1.0))
         return jnp.where(s_hi > s_lo, res.y_final, z)
 

@@ -32,9 +32,9 @@ class AbstractController(eqx.Module):
     """Chooses step sizes. `init_step` gives the first step, `decide` judges each step."""
 
     @abc.abstractmethod
-    def init_step(self, F: Callable, method: AbstractMethod, y0, p, f0, dt0, span) -> Any:
-        """First step in s units; dt0 (in t units, or None: automatic) as the user gave it,
-        span = |t1 - t0|, f0 = F(0, y0, p)."""
+    def init_step(self, F: Callable, method: AbstractMethod, y0, p, dt0, span) -> tuple:
+        """(first step in s units, number of f evaluations it took); dt0 (in t units, or
+        None: automatic) as the user gave it, span = |t1 - t0|."""
 
     @abc.abstractmethod
     def decide(self, method: AbstractMethod, y, res: StepResult, s, h, memory, span) -> Decision:
@@ -147,13 +147,12 @@ class PIDController(AbstractController):
         hi = jnp.full((), jnp.inf, dtype) if self.dtmax is None else self.dtmax / span
         return lo, hi
 
-    def init_step(self, F, method, y0, p, f0, dt0, span):
+    def init_step(self, F, method, y0, p, dt0, span):
         lo, hi = self._bounds(span, y0.dtype)
         if dt0 is not None:
-            h = jnp.abs(jnp.asarray(dt0, y0.dtype)) / span
-        else:
-            h = jax.lax.stop_gradient(hairer_first_step(F, method, self, y0, p, f0))
-        return jnp.clip(h, lo, hi)
+            return jnp.clip(jnp.abs(jnp.asarray(dt0, y0.dtype)) / span, lo, hi), 0
+        h = jax.lax.stop_gradient(hairer_first_step(F, method, self, y0, p))
+        return jnp.clip(h, lo, hi), 2
 
     def decide(self, method, y, res, s, h, memory, span):
         scale = self.atol + self.rtol * jnp.maximum(jnp.abs(y), jnp.abs(res.y1))
@@ -183,8 +182,10 @@ class PIDController(AbstractController):
         return Decision(accept, jax.lax.stop_gradient(h_next), jax.lax.stop_gradient(memory), stuck)
 
 
-def hairer_first_step(F, method, controller, y0, p, f0):
-    """Hairer's automatic first step (Solving ODEs I, II.4), in units of s."""
+def hairer_first_step(F, method, controller, y0, p):
+    """Hairer's automatic first step (Solving ODEs I, II.4), in units of s: two
+    evaluations of F."""
+    f0 = F(jnp.zeros((), y0.dtype), y0, p)
     scale = controller.atol + controller.rtol * jnp.abs(y0)
     norm = controller.norm
     d0, d1 = norm(y0 / scale), norm(f0 / scale)
@@ -209,8 +210,8 @@ class ConstantStepSize(AbstractController):
         if dt0 is None:
             raise ValueError("fixed steps (adaptive=False or ConstantStepSize()) have size dt0: pass dt0")
 
-    def init_step(self, F, method, y0, p, f0, dt0, span):
-        return jnp.abs(jnp.asarray(dt0, y0.dtype)) / span
+    def init_step(self, F, method, y0, p, dt0, span):
+        return jnp.abs(jnp.asarray(dt0, y0.dtype)) / span, 0
 
     def decide(self, method, y, res, s, h, memory, span):
         accept = jnp.asarray(res.ok) & jnp.all(jnp.isfinite(res.y1))

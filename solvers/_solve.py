@@ -213,8 +213,9 @@ def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjo
     if y_flat.size == 0:
         out = _empty_out(prob, dtype)
     else:
-        h0 = controller.init_step(F, method, y_flat, p, F(jnp.zeros((), dtype), y_flat, p), dt0, jnp.abs(safe_T))
+        h0, n_f0 = controller.init_step(F, method, y_flat, p, dt0, jnp.abs(safe_T))
         out = adjoint.loop(prob, y_flat, p, ss, jnp.where(T == 0, 1.0, jnp.minimum(h0, 1.0)))
+        out = out._replace(stats=out.stats.at[3].add(n_f0))
     status = _check_status(out.status, ss, ts is not None and not _checks.is_concrete(saveat.ts), controller)
     return _assemble(prob, saveat, out._replace(status=status), p, y_flat, ts, unravel, throw)
 
