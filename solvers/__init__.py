@@ -14,8 +14,9 @@ from ._adjoint import (
                        ForwardMode,
 )
 from ._base import AbstractMethod, Status, StepResult, rms
-from ._controller import AbstractController, ConstantStepSize, PIDController
+from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._event import Event
+from ._loop import forward as run_loop
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
 from ._saveat import SaveAt
 from ._solution import Solution
@@ -31,4 +32,5 @@ __all__ = [
     "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
+    "Decision", "run_loop",
 ]
