@@ -2,7 +2,7 @@
 
 Data: the spiral dy/dt = y^3 A with A = [[-0.1, 2], [-2, -0.1]] (elementwise cube),
 y(0) = (2, 0), sampled at 1000 times in [0, 25]. Model: dy/dt = MLP(y^3), an equinox
-MLP 2 -> 50 (tanh) -> 2 passed as `args` of `solvers.solve`.
+MLP 2 -> 50 (tanh) -> 2, wrapped in an equinox Module passed as `f` to `solvers.solve`.
 
 Training, stage 1 (as in torchdiffeq): each Adam step draws a mini-batch of 20 short
 windows of 10 consecutive samples; each window is solved from the data point at its
@@ -46,9 +46,14 @@ def spiral(t, y, args):
     return (y**3) @ A_TRUE
 
 
-def field(t, y, mlp):
-    """dy/dt = MLP(y^3); the MLP (an equinox module) arrives as `args`."""
-    return mlp(y**3)
+class Field(eqx.Module):
+    """dy/dt = MLP(y^3): the model itself is the vector field `f` (gradients flow to its
+    weights through the solve)."""
+
+    mlp: eqx.nn.MLP
+
+    def __call__(self, t, y, args):
+        return self.mlp(y**3)
 
 
 def make_data():
@@ -60,7 +65,7 @@ def make_data():
 
 def predict(mlp, ts, y0, max_steps=4096):
     """The model's trajectory from y0 at the times ts."""
-    sol = solvers.solve(field, y0, ts[0], ts[-1], mlp, ts=ts, rtol=1e-6, atol=1e-8, max_steps=max_steps)
+    sol = solvers.solve(Field(mlp), y0, ts[0], ts[-1], ts=ts, rtol=1e-6, atol=1e-8, max_steps=max_steps)
     return sol.ys
 
 
