@@ -245,7 +245,7 @@ def _parts(y0, p, ss):
 
 def _outputs(out):
     # The differentiable outputs of the loop.
-    return out.ys, out.y_final, out.s_final, out.s_events
+    return out.ys, out.y_final, out.s_final, out.s_events, out.y_events
 
 
 def _forward_jacobian(prob, y0, p, ss, h0, needs):

@@ -25,13 +25,14 @@ def backsolve(prob, p, ss, out, ct, h0):
     def F_p(s, y, pf):
         return F(s, y, full(pf))
 
-    def jump(y, s, ct_y, ct_s, is_event):
-        # An output at (s, y) with cotangents (ct_y, ct_s). At an event time s moves with
-        # y and p (G(s, y, p) = 0), which moves y too: implicit function theorem.
+    def jump(y, s, ct_y, ct_s, k, is_event):
+        # An output at (s, y) with cotangents (ct_y, ct_s). At a crossing of event k, s
+        # moves with y and p (G_k(s, y, p) = 0), which moves y too: implicit function theorem.
         a_add, g_add = ct_y, jnp.zeros_like(p_flat)
         if G is not None:
             f = F_p(s, y, p_flat)
-            g_s, gy, gp = jax.grad(lambda s, y, pf: G(s, y, full(pf)), argnums=(0, 1, 2))(s, y, p_flat)
+            g_k = lambda s, y, pf: G(s, y, full(pf))[k]  # noqa: E731
+            g_s, gy, gp = jax.grad(g_k, argnums=(0, 1, 2))(s, y, p_flat)
             denom = g_s + gy @ f
             c = ct_y @ f + ct_s
             ratio = jnp.where(is_event & (denom != 0), c / jnp.where(denom == 0, 1.0, denom), 0.0)
@@ -61,14 +62,17 @@ def backsolve(prob, p, ss, out, ct, h0):
         return jnp.where(s_hi > s_lo, res.y_final, z)
 
     # Points where cotangents enter, processed from the end backwards: save points, then
-    # non-terminal events (each with its time's cotangent).
-    E = out.s_events.shape[0]
-    pts = jnp.concatenate([ss, jnp.where(jnp.isfinite(out.s_events), out.s_events, -1.0)])
-    ct_pts_y = jnp.concatenate([ct.ys, jnp.zeros((E, d), dtype)])
-    ct_pts_s = jnp.concatenate([jnp.zeros_like(ss), ct.s_events])
+    # event crossings (each with its time's and its state's cotangent).
+    K, E = out.s_events.shape
+    s_ev = out.s_events.ravel()
+    pts = jnp.concatenate([ss, jnp.where(jnp.isfinite(s_ev), s_ev, -1.0)])
+    ct_pts_y = jnp.concatenate([ct.ys, ct.y_events.reshape(K * E, d)])
+    ct_pts_s = jnp.concatenate([jnp.zeros_like(ss), ct.s_events.ravel()])
+    event_of = jnp.concatenate([jnp.zeros(ss.shape[0], jnp.int32), jnp.repeat(jnp.arange(K), E)])
     order = jnp.argsort(-pts)
 
-    a0, g0 = jump(out.y_final, out.s_final, ct.y_final, ct.s_final, out.status == Status.EVENT)
+    stopped_by = jnp.maximum(out.records.event_index, 0)
+    a0, g0 = jump(out.y_final, out.s_final, ct.y_final, ct.s_final, stopped_by, out.status == Status.EVENT)
     z = jnp.concatenate([out.y_final, a0, g0])
 
     def body(i, carry):
@@ -79,7 +83,7 @@ def backsolve(prob, p, ss, out, ct, h0):
         s_tgt = jnp.where(valid, jnp.minimum(s_k, s_cur), s_cur)
         z = segment(z, s_cur, s_tgt)
         y = z[:d]
-        a_add, g_add = jump(y, s_tgt, ct_pts_y[k], ct_pts_s[k], k >= ss.shape[0])
+        a_add, g_add = jump(y, s_tgt, ct_pts_y[k], ct_pts_s[k], event_of[k], k >= ss.shape[0])
         z = z + jnp.where(valid, jnp.concatenate([jnp.zeros(d, dtype), a_add, g_add]), 0.0)
         dss = jnp.where(valid & (k < ss.shape[0]), ct_pts_y[k] @ F_p(s_tgt, y, p_flat), 0.0)
         ct_ss = ct_ss.at[jnp.minimum(k, ss.shape[0] - 1)].add(dss) if ss.shape[0] else ct_ss

@@ -166,6 +166,12 @@ def _check_f(f, y0, t0, args):
 def _check_event(event, y0, t0, args):
     if event is None:
         return
+    if isinstance(event, (list, tuple)):
+        if not event:
+            raise ValueError("event=[] holds no events: pass None, an Event, or a list of Events")
+        for e in event:
+            _check_event(e, y0, t0, args)
+        return
     _instance("event", event, Event, "solvers.Event(cond)")
     try:
         out = eqx.filter_eval_shape(event.cond, jnp.asarray(t0, float), y0, args)

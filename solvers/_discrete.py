@@ -13,31 +13,33 @@ from ._base import Status
 def step_outputs(prob, out, j, y_j, p, ss, res):
     """What step j contributes to the solve's outputs given its result res: the state
     it ends in, the saved points inside it, the end time if a terminal event cut it, and
-    the time of a non-terminal event inside it."""
+    the times (K, E) and states (K, E, d) of the event crossings recorded in it."""
     rec, method = out.records, prob.method
     s_j, h_j = rec.s[j], rec.h[j]
-    zero = jnp.zeros((), y_j.dtype)
-    y_out, s_end, s_ev = res.y1, zero, zero
-    if prob.event is not None:
-        has_event = (out.status == Status.EVENT) & (j == rec.n - 1)
-        if not prob.event.terminal:
-            has_event = jnp.any(rec.event_step == j)
-
-        def located():
-            theta = _loop.event_theta(prob, s_j, h_j, res.dense, res.y1, p)
-            return _loop.interp(method, res.dense, res.y1, h_j, theta), s_j + theta * h_j
-
-        y_ev, s_hit = jax.lax.cond(has_event, located, lambda: (res.y1, zero))
-        if prob.event.terminal:
-            y_out, s_end = y_ev, s_hit
-        else:
-            s_ev = s_hit
-    saves = jnp.zeros((prob.n_save, y_j.shape[0]), y_j.dtype)
+    d = y_j.shape[0]
+    y_out, s_end = res.y1, jnp.zeros((), y_j.dtype)
+    s_ev = jnp.zeros(out.s_events.shape, y_j.dtype)
+    y_ev = jnp.zeros(out.y_events.shape, y_j.dtype)
+    if prob.events is not None:
+        in_step = rec.event_step == j  # (K, E)
+        stopped = (out.status == Status.EVENT) & (j == rec.n - 1)
+        thetas = jax.lax.cond(jnp.any(in_step) | stopped,
+                              lambda: _loop.event_thetas(prob, s_j, h_j, res.dense, res.y1, p),
+                              lambda: jnp.ones(prob.n_events, y_j.dtype))
+        y_at = jax.vmap(lambda th: _loop.interp(method, res.dense, res.y1, h_j, th))(thetas)
+        s_at = s_j + thetas * h_j
+        s_ev = jnp.where(in_step, s_at[:, None], 0.0)
+        y_ev = jnp.where(in_step[..., None], y_at[:, None, :], 0.0)
+        if prob.events.any_terminal:
+            k = jnp.maximum(rec.event_index, 0)
+            y_out = jnp.where(stopped, y_at[k], res.y1)
+            s_end = jnp.where(stopped, s_at[k], 0.0)
+    saves = jnp.zeros((prob.n_save, d), y_j.dtype)
     if prob.n_save:
         theta = _loop.clamp01((ss - s_j) / h_j)
         vals = jax.vmap(lambda th: _loop.interp(method, res.dense, res.y1, h_j, th))(theta)
         saves = jnp.where((rec.save_step == j)[:, None], vals, 0.0)
-    return y_out, saves, s_end, s_ev
+    return y_out, saves, s_end, s_ev, y_ev
 
 
 def _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry):
@@ -45,11 +47,13 @@ def _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry):
     t0, t1) and ss."""
     a, ct_p, ct_ss = carry
     rec = out.records
+    in_step = rec.event_step == j
     ct_step = (
         a,
         jnp.where((rec.save_step == j)[:, None], ct.ys, 0.0),
         jnp.where(j == rec.n - 1, ct.s_final, 0.0),
-        jnp.sum(jnp.where(rec.event_step == j, ct.s_events, 0.0)),
+        jnp.where(in_step, ct.s_events, 0.0),
+        jnp.where(in_step[..., None], ct.y_events, 0.0),
     )
     # Differentiate only with respect to what is needed: fewer operations per step.
     want = (needs.args, needs.t0, needs.t1)
@@ -61,7 +65,7 @@ def _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry):
 
     F = lambda s, y, a: prob.F(s, y, full(a[0]))  # noqa: E731
     outputs = lambda y, a, res: step_outputs(prob, out, j, y, full(a[0]), ss if a[1] is None else a[1], res)  # noqa: E731
-    uses_dense = prob.n_save > 0 or prob.event is not None
+    uses_dense = prob.n_save > 0 or prob.events is not None
     a, (dp, dss) = prob.method.step_vjp(F, rec.s[j], y_j, rec.h[j], (p_var, ss if needs.ss else None),
                                         outputs, ct_step, uses_dense=uses_dense)
     if needs.records:  # the recorded state itself is an output (dense output, saved steps)

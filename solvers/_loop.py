@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import Status
-from ._event import Event, crossed, locate
+from ._event import Events, locate
 
 
 class Params(NamedTuple):
@@ -45,15 +45,22 @@ class Problem:
     # Which states the loop records: 0 none, 1 every step (one table row per step, the
     # adjoint's and dense output's record), k > 1 every k-th step (checkpoints).
     record_every: int = 0
-    G: Optional[Callable] = None  # event condition on the flat state
-    event: Optional[Event] = None
+    G: Optional[Callable] = None  # event conditions on the flat state: (K,)
+    events: Optional[Events] = None
     # False: records carry no tangents. Pure forward mode never reads them, and would
     # otherwise push a whole table per tangent; forward-over-reverse (Hessians) does.
     differentiable_records: bool = True
 
     @property
+    def n_events(self):
+        return 0 if self.events is None else self.events.size
+
+    @property
     def max_events(self):
-        return 1 if self.event is None or self.event.terminal else self.event.max_events
+        """Slots per event for recorded crossings (a terminal event's stop included)."""
+        if self.events is None:
+            return 1
+        return max(min(int(e.max_events), e.stop_after or int(e.max_events)) for e in self.events.events)
 
     def recording(self, every: int) -> "Problem":
         return dataclasses.replace(self, record_every=every)
@@ -69,8 +76,9 @@ class Records(NamedTuple):
     y: Any  # (n_records, d); (max_steps, 2 + d) rows (s, h, y) when all are kept: use recorded_state
     n: Any  # number of accepted steps
     event_theta: Any  # where in its step the terminal event was found (1 if none)
+    event_index: Any  # which event stopped the solve (-1 if none)
     save_step: Any  # (n_save,) step index each saved point lies in (-1: after the event)
-    event_step: Any  # (max_events,) step index of each event (-1 unused)
+    event_step: Any  # (K, max_events) step index of each recorded crossing (-1 unused)
 
 
 def recorded_state(prob: Problem, rec: Records, k):
@@ -85,7 +93,8 @@ class Out(NamedTuple):
     ys: Any  # (n_save, d)
     y_final: Any  # (d,)
     s_final: Any  # where the solve ended: 1, or the terminal event
-    s_events: Any  # (max_events,) non-terminal crossings, +inf unused
+    s_events: Any  # (K, max_events) times of the crossings of each event, +inf unused
+    y_events: Any  # (K, max_events, d) states there (unused slots: 0)
     status: Any
     stats: Any  # (num_steps, num_accepted, num_rejected, num_f_evals, num_jac_evals)
     records: Records
@@ -104,6 +113,7 @@ class _Carry(NamedTuple):
     i_save: Any
     n_ev: Any
     s_events: Any
+    y_events: Any
     rec: Records
     table: Any  # (max_steps, 2 [+ d]): s, h [, y] of each accepted step; (0, 2) unrecorded
 
@@ -139,10 +149,15 @@ def interp(method, dense, y1, h, theta):
     return y + jax.lax.stop_gradient(jnp.where(theta >= 1, y1 - y, jnp.zeros_like(y)))
 
 
-def event_theta(prob: Problem, s, h, dense, y1, p):
-    """Where in the step [s, s + h] the event condition crosses zero."""
-    phi = lambda th: prob.G(s + th * h, interp(prob.method, dense, y1, h, th), p)  # noqa: E731
-    return locate(phi, jnp.result_type(h))
+def event_thetas(prob: Problem, s, h, dense, y1, p):
+    """(K,) where in the step [s, s + h] each event condition crosses zero (meaningful for
+    the conditions that changed sign), located together: condition k is read at its own
+    theta_k, so the root-finding problem is diagonal."""
+    def phi(thetas):
+        at = lambda th: prob.G(s + th * h, interp(prob.method, dense, y1, h, th), p)  # noqa: E731
+        return jnp.diagonal(jax.vmap(at)(thetas))
+
+    return locate(phi, jnp.result_type(h), prob.n_events)
 
 
 def _const(prob, x):
@@ -151,9 +166,9 @@ def _const(prob, x):
 
 def _init_carry(prob: Problem, y0, p, h0):
     method, dtype, d = prob.method, y0.dtype, y0.shape[0]
-    E = prob.max_events
+    E, K = prob.max_events, max(prob.n_events, 1)
     mstate0 = method.init(prob.F, jnp.zeros((), dtype), y0, p)
-    g0 = prob.G(jnp.zeros((), dtype), y0, p) if prob.event is not None else jnp.zeros((), dtype)
+    g0 = prob.G(jnp.zeros((), dtype), y0, p) if prob.events is not None else jnp.zeros((1,), dtype)
     # One row per accepted step, (s, h) and (when every state is kept) y: a single
     # dynamic-update-slice per step, which is what recording costs on CPU.
     every = prob.record_every
@@ -162,42 +177,63 @@ def _init_carry(prob: Problem, y0, p, h0):
     rec = Records(
         s=jnp.zeros(0, dtype), h=jnp.zeros(0, dtype),  # filled from `table` after the loop
         y=jnp.zeros((n_sparse, d), dtype),
-        n=jnp.zeros((), jnp.int32), event_theta=jnp.ones((), dtype),
-        save_step=jnp.full(prob.n_save, -1, jnp.int32), event_step=jnp.full(E, -1, jnp.int32),
+        n=jnp.zeros((), jnp.int32), event_theta=jnp.ones((), dtype), event_index=-jnp.ones((), jnp.int32),
+        save_step=jnp.full(prob.n_save, -1, jnp.int32), event_step=jnp.full((K, E), -1, jnp.int32),
     )
     return _Carry(
         clock=_clock(jnp.zeros((), dtype), jnp.asarray(h0, dtype), jnp.zeros(2, dtype)),
         counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1, method.init_evals, 0], np.int32)),
         y=y0, mstate=mstate0, g=g0, ys=jnp.zeros((prob.n_save, d), dtype),
-        i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros((), jnp.int32),
-        s_events=jnp.full(E, jnp.inf, dtype), rec=rec,
+        i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros(K, jnp.int32),
+        s_events=jnp.full((K, E), jnp.inf, dtype), y_events=jnp.zeros((K, E, d), dtype), rec=rec,
         table=jnp.zeros((rows, 2 + (d if every == 1 else 0)), dtype),
     )
 
 
-def _events(prob: Problem, c: _Carry, res, accept, s, h, s_new, n_acc, p):
-    """Event detection on an attempted step. Returns (y_end, s_end, terminal_hit,
-    overflow, g, n_ev, s_events, rec)."""
-    rec = c.rec
-    if prob.event is None:
-        false = jnp.asarray(False)
-        return res.y1, s_new, false, false, c.g, c.n_ev, c.s_events, rec
+class _EventStep(NamedTuple):
+    y_end: Any
+    s_end: Any
+    stopped: Any  # a terminal event ended the solve in this step
+    overflow: Any  # a crossing found no free slot
+    g: Any
+    n_ev: Any
+    s_events: Any
+    y_events: Any
+    rec: Records
+
+
+def _events(prob: Problem, c: _Carry, res, accept, s, h, s_new, n_acc, p) -> _EventStep:
+    """Event detection on an attempted step: crossings recorded, the step cut at the
+    first crossing that stops the solve."""
+    false = jnp.asarray(False)
+    if prob.events is None:
+        return _EventStep(res.y1, s_new, false, false, c.g, c.n_ev, c.s_events, c.y_events, c.rec)
+    ev, K, E = prob.events, prob.n_events, prob.max_events
     g1 = prob.G(s_new, res.y1, p)
-    hit = accept & crossed(prob.event, c.g, g1)
-    theta = jax.lax.cond(hit, lambda: event_theta(prob, s, h, res.dense, res.y1, p),
-                         lambda: jnp.ones((), h.dtype))
-    s_hit = s + theta * h
-    g_new = jnp.where(accept, g1, c.g)
-    if prob.event.terminal:
-        y_end = jnp.where(hit, interp(prob.method, res.dense, res.y1, h, theta), res.y1)
-        rec = rec._replace(event_theta=jnp.where(hit, theta, rec.event_theta))
-        return y_end, jnp.where(hit, s_hit, s_new), hit, jnp.asarray(False), g_new, c.n_ev, c.s_events, rec
-    E = prob.max_events
-    store = hit & (c.n_ev < E)
-    idx = jnp.minimum(c.n_ev, E - 1)
-    s_events = c.s_events.at[idx].set(jnp.where(store, s_hit, c.s_events[idx]))
-    rec = rec._replace(event_step=rec.event_step.at[idx].set(jnp.where(store, n_acc, rec.event_step[idx])))
-    return res.y1, s_new, jnp.asarray(False), hit & ~store, g_new, c.n_ev + store, s_events, rec
+    hit = accept & ev.crossed(c.g, g1)
+    thetas = jax.lax.cond(jnp.any(hit), lambda: event_thetas(prob, s, h, res.dense, res.y1, p),
+                          lambda: jnp.ones(K, h.dtype))
+    stop_after = ev.stop_after()
+    stops = hit & (stop_after > 0) & (c.n_ev + 1 >= stop_after)
+    first = jnp.argmin(jnp.where(stops, thetas, jnp.inf))
+    stopped = jnp.any(stops)
+    theta_stop = jnp.where(stopped, thetas[first], 1.0)
+    counted = hit & (thetas <= theta_stop)  # crossings inside the part of the step that is kept
+    store = counted & (c.n_ev < jnp.minimum(ev.capacity(), E))
+    y_at = jax.vmap(lambda th: interp(prob.method, res.dense, res.y1, h, th))(thetas)  # (K, d)
+    k, slot = jnp.arange(K), jnp.minimum(c.n_ev, E - 1)
+    s_events = c.s_events.at[k, slot].set(jnp.where(store, s + thetas * h, c.s_events[k, slot]))
+    y_events = c.y_events.at[k, slot].set(jnp.where(store[:, None], y_at, c.y_events[k, slot]))
+    rec = c.rec._replace(
+        event_step=c.rec.event_step.at[k, slot].set(jnp.where(store, n_acc, c.rec.event_step[k, slot])),
+        event_theta=jnp.where(stopped, theta_stop, c.rec.event_theta),
+        event_index=jnp.where(stopped, first, c.rec.event_index).astype(jnp.int32),
+    )
+    return _EventStep(
+        y_end=jnp.where(stopped, y_at[first], res.y1), s_end=jnp.where(stopped, s + theta_stop * h, s_new),
+        stopped=stopped, overflow=jnp.any(counted & ~store), g=jnp.where(accept, g1, c.g),
+        n_ev=c.n_ev + store, s_events=s_events, y_events=y_events, rec=rec,
+    )
 
 
 def _record(prob: Problem, c: _Carry, rec: Records, s, h, n_acc, accept):
@@ -242,7 +278,7 @@ def _status(prob: Problem, status, res, d, accept, last, terminal_hit, overflow,
     finished = accept & (last | terminal_hit)
     status = jnp.where(terminal_hit, Status.EVENT, status)
     status = jnp.where(overflow, Status.MAX_EVENTS, status)
-    if prob.event is not None and prob.event.terminal:
+    if prob.events is not None and prob.events.any_terminal:
         status = jnp.where(finished & ~terminal_hit, Status.NO_EVENT, status)
     fail_code = jnp.where(~jnp.asarray(res.ok), Status.NEWTON_FAIL,
                           jnp.where(jnp.all(jnp.isfinite(res.y1)), Status.DT_MIN, Status.NONFINITE))
@@ -267,18 +303,17 @@ def forward(prob: Problem, y0, p: Params, ss, h0):
         h_next = jnp.where(accept & (h < h_prop), h_prop, d.h_next)  # don't let the last cut stick
         last = h >= 1 - s
         s_new = jnp.where(last, jnp.ones_like(s), s + h)
-        y_end, s_end, terminal_hit, overflow, g, n_ev, s_events, rec = _events(
-            prob, c, res, accept, s, h, s_new, n_acc, p)
-        rec, table = _record(prob, c, rec, s, h, n_acc, accept)
-        ys, i_save, rec = _save(prob, c, rec, res, ss, s, h, s_end, n_acc, accept)
+        e = _events(prob, c, res, accept, s, h, s_new, n_acc, p)
+        rec, table = _record(prob, c, e.rec, s, h, n_acc, accept)
+        ys, i_save, rec = _save(prob, c, rec, res, ss, s, h, e.s_end, n_acc, accept)
         n_steps = n_steps + 1
-        status, running = _status(prob, status, res, d, accept, last, terminal_hit, overflow, n_steps)
+        status, running = _status(prob, status, res, d, accept, last, e.stopped, e.overflow, n_steps)
         sel = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(accept, x, y), a, b)  # noqa: E731
         return _Carry(
-            clock=_clock(jnp.where(accept, s_end, s), h_next, d.memory),
+            clock=_clock(jnp.where(accept, e.s_end, s), h_next, d.memory),
             counts=_counts(status, n_steps, n_acc + accept, running, n_f + res.n_f, n_jac + res.n_jac),
-            y=jnp.where(accept, y_end, c.y), mstate=sel(res.state, c.mstate), g=g, ys=ys,
-            i_save=i_save, n_ev=n_ev, s_events=s_events, rec=rec, table=table,
+            y=jnp.where(accept, e.y_end, c.y), mstate=sel(res.state, c.mstate), g=e.g, ys=ys,
+            i_save=i_save, n_ev=e.n_ev, s_events=e.s_events, y_events=e.y_events, rec=rec, table=table,
         )
 
     def body_same_types(c):
@@ -297,5 +332,5 @@ def forward(prob: Problem, y0, p: Params, ss, h0):
     # The whole table stands in for y (see `recorded_state`): slicing its columns off
     # would copy max_steps x d numbers, which the backward pass then paid for.
     rec = c.rec._replace(s=c.table[:, 0], h=c.table[:, 1], y=c.table if prob.record_every == 1 else c.rec.y)
-    return Out(ys=c.ys, y_final=c.y, s_final=c.clock[0], s_events=c.s_events, status=status,
+    return Out(ys=c.ys, y_final=c.y, s_final=c.clock[0], s_events=c.s_events, y_events=c.y_events, status=status,
                stats=stats, records=rec)

@@ -20,9 +20,14 @@ class Solution(eqx.Module):
     ys: PyTree like y0, each leaf with a leading axis n. Differentiable.
     stats: dict of num_steps, num_accepted, num_rejected, num_f_evals, num_jac_evals.
     status: int32, a `Status` code.
-    t_event: time of the terminal event (+inf if none fired). Differentiable.
-    t_events: (max_events,) times of non-terminal events in order, +inf unused.
+    t_event: time at which a terminal event stopped the solve (+inf if none did).
         Differentiable.
+    t_events: (max_events,) times of the event's crossings in order (the one that
+        stopped the solve included), +inf unused; a list of them for a list of events.
+        Differentiable.
+    y_events: the states at those crossings: a PyTree like y0 with a leading axis
+        max_events (NaN unused), or a list of them. Differentiable.
+    event_index: which event of a list stopped the solve (-1: none).
     evaluate(t): dense output (with SaveAt(dense=True)).
     """
 
@@ -32,6 +37,8 @@ class Solution(eqx.Module):
     status: Any
     t_event: Any
     t_events: Any
+    y_events: Any
+    event_index: Any
     _records: Any
     _p: Any
     _s_final: Any

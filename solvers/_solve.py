@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Sequence, Union
 
 import equinox as eqx
 import jax
@@ -16,7 +16,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import _checks, _loop
 from ._base import FAILURES, Status
-from ._event import Event
+from ._event import Event, Events
 from ._solution import Solution
 
 
@@ -101,7 +101,7 @@ def solve(
     saveat=None,
     max_steps: int = 4096,
     adjoint=None,
-    event: Optional[Event] = None,
+    event: Union[None, Event, Sequence[Event]] = None,
     throw: bool = True,
 ) -> Solution:
     """Solve dy/dt = f(t, y, args) from t0 to t1 (t1 < t0 integrates backwards).
@@ -124,7 +124,8 @@ def solve(
         differentiating or with dense output / saved steps).
     adjoint: DiscreteAdjoint() (default), CheckpointAdjoint(n), BacksolveAdjoint(),
         or ForwardMode() for jax.jvp / jax.jacfwd.
-    event: an `Event`, terminal or not.
+    event: an `Event`, terminal or not, or a list of them (`Solution.event_index` says
+        which one stopped the solve).
     throw: raise an error if the solve fails (`SolveError`; under the caller's jax.jit it
         arrives as jax's JaxRuntimeError, its message naming the cause); with False,
         check `Solution.status`.
@@ -136,10 +137,11 @@ def solve(
         adaptive=adaptive, ts=ts, saveat=saveat, max_steps=max_steps, adjoint=adjoint, event=event)
     f = _closure_converted(f, t0, y0, args)
     try:
-        return _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, event, throw)
+        events = None if event is None else Events.of(event)
+        return _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, events, throw)
     except TypeError as e:
-        for found, hint in _MODE_HINTS:
-            if found in str(e):
+        for text, hint in _MODE_HINTS:
+            if text in str(e):
                 raise TypeError(hint) from e
         raise
     except jax.errors.JaxRuntimeError as e:
@@ -166,8 +168,8 @@ class _Model(eqx.Module):
         return eqx.combine(p.args, p.consts.arrays, self.static)
 
 
-def _fields(model: _Model, unravel, dtype, event):
-    """The vector field and event condition on the flat state in rescaled time."""
+def _fields(model: _Model, unravel, dtype, events):
+    """The vector field and the (K,) event conditions on the flat state in rescaled time."""
 
     def F(s, y, p):
         # Time rescaled to s in [0, 1]: dy/ds = (t1 - t0) f(t0 + s (t1 - t0), y).
@@ -176,12 +178,13 @@ def _fields(model: _Model, unravel, dtype, event):
         dy = f(p.t0 + s * T, unravel(y), args)
         return T * ravel_pytree(dy)[0].astype(dtype)
 
-    if event is None:
+    if events is None:
         return F, None
 
     def G(s, y, p):
         _, args = model.rebuild(p)
-        return jnp.asarray(event.cond(p.t0 + s * (p.t1 - p.t0), unravel(y), args), dtype)
+        t = p.t0 + s * (p.t1 - p.t0)
+        return jnp.stack([jnp.asarray(e.cond(t, unravel(y), args), dtype) for e in events.events])
 
     return F, G
 
@@ -196,20 +199,20 @@ def _check_status(status, ss, ts_traced, controller):
 
 
 @eqx.filter_jit
-def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, event, throw):
+def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, events, throw):
     y_flat, unravel = ravel_pytree(y0)
     dtype = y_flat.dtype
     t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
     diff, arrays, model = _Model.split(f, args)
     p = _loop.Params(diff, t0, t1, _loop.Consts(arrays, controller))
-    F, G = _fields(model, unravel, dtype, event)
+    F, G = _fields(model, unravel, dtype, events)
     T = t1 - t0
     safe_T = jnp.where(T == 0, 1.0, T)
     ts = None if saveat.ts is None else jnp.asarray(saveat.ts, dtype)
     # With t0 == t1 every save time is t0 = t1, the end of the (empty) solve.
     ss = jnp.zeros((0,), dtype) if ts is None else jnp.where(T == 0, 1.0, (ts - t0) / safe_T)
     prob = _loop.Problem(F=F, method=method, max_steps=max_steps, n_save=ss.shape[0],
-                         record_every=1 if saveat.dense or saveat.steps else 0, G=G, event=event)
+                         record_every=1 if saveat.dense or saveat.steps else 0, G=G, events=events)
     if y_flat.size == 0:
         out = _empty_out(prob, dtype)
     else:
@@ -223,11 +226,11 @@ def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjo
 def _empty_out(prob, dtype):
     """The solve of a state with no components: nothing to integrate."""
     z = jnp.zeros((0,), dtype)
+    K, E = max(prob.n_events, 1), prob.max_events
     rec = _loop.Records(z, z, jnp.zeros((0, 2), dtype), jnp.zeros((), jnp.int32), jnp.ones((), dtype),
-                        jnp.zeros(prob.n_save, jnp.int32), jnp.full(prob.max_events, -1, jnp.int32))
-    return _loop.Out(jnp.zeros((prob.n_save, 0), dtype), z, jnp.ones((), dtype),
-                     jnp.full(prob.max_events, jnp.inf, dtype), jnp.asarray(Status.SUCCESS, jnp.int32),
-                     jnp.zeros(5, jnp.int32), rec)
+                        -jnp.ones((), jnp.int32), jnp.zeros(prob.n_save, jnp.int32), jnp.full((K, E), -1, jnp.int32))
+    return _loop.Out(jnp.zeros((prob.n_save, 0), dtype), z, jnp.ones((), dtype), jnp.full((K, E), jnp.inf, dtype),
+                     jnp.zeros((K, E, 0), dtype), jnp.asarray(Status.SUCCESS, jnp.int32), jnp.zeros(5, jnp.int32), rec)
 
 
 def _steps_saved(out, t0, T, t_end):
@@ -240,6 +243,13 @@ def _steps_saved(out, t0, T, t_end):
     s_next = jnp.concatenate([rec.s[1:], out.s_final[None]])
     ts = jnp.where(k < rec.n - 1, t0 + s_next * T, jnp.where(last[:, 0], t_end, jnp.inf))
     return ts, ys
+
+
+def _per_event(x, prob):
+    """One entry per event: the arrays themselves for a single Event, else a list."""
+    if prob.events is None or len(prob.events.events) == 1:
+        return jax.tree_util.tree_map(lambda a: a[0], x)
+    return [jax.tree_util.tree_map(lambda a, k=k: a[k], x) for k in range(prob.n_events)]
 
 
 def _assemble(prob, saveat, out, p, y0, ts, unravel, throw):
@@ -273,7 +283,10 @@ def _assemble(prob, saveat, out, p, y0, ts, unravel, throw):
     return Solution(
         ts=ts_out, ys=jax.vmap(unravel)(ys_flat), stats=stats, status=status,
         t_event=jnp.where(fired, t_end, jnp.inf),
-        t_events=jnp.where(jnp.isfinite(out.s_events), t0 + out.s_events * T, jnp.inf),
+        t_events=_per_event(jnp.where(jnp.isfinite(out.s_events), t0 + out.s_events * T, jnp.inf), prob),
+        y_events=_per_event(jax.vmap(jax.vmap(unravel))(
+            jnp.where(jnp.isfinite(out.s_events)[..., None], out.y_events, jnp.nan)), prob),
+        event_index=jnp.where(fired, out.records.event_index, -1),
         _records=out.records if saveat.dense else None, _p=p, _s_final=out.s_final,
         _prob=prob, _unravel=unravel,
     )

@@ -221,3 +221,82 @@ def test_state_at_terminal_event_gradient_vs_fd(adjoint):
     eps = 1e-5
     fd = (v_impact(2.0 + eps, None) - v_impact(2.0 - eps, None)) / (2 * eps)
     assert abs(float(g) - float(fd)) < 1e-7 * abs(float(fd)), (float(g), float(fd))
+
+
+# --- several events, states at crossings, the N-th occurrence, overflow --------------
+
+def projectile(t, y, g):
+    return jnp.stack([y[1], -g])
+
+
+APEX = solvers.Event(lambda t, y, g: y[1], direction=-1, terminal=False)  # v = 0, going down
+GROUND = solvers.Event(lambda t, y, g: y[0], direction=-1)
+
+
+def test_several_events_with_states_at_crossings():
+    v0, g = 7.0, 9.81
+    sol = solvers.solve(projectile, A([0.0, v0]), 0.0, 10.0, A(g), event=[GROUND, APEX], rtol=1e-12, atol=1e-12)
+    assert int(sol.status) == solvers.Status.EVENT and int(sol.event_index) == 0
+    assert abs(float(sol.t_event) - 2 * v0 / g) < 1e-12
+    t_apex, y_apex = sol.t_events[1], sol.y_events[1]
+    assert abs(float(t_apex[0]) - v0 / g) < 1e-12 and np.all(np.isinf(np.asarray(t_apex[1:])))
+    np.testing.assert_allclose(np.asarray(y_apex[0]), [v0**2 / (2 * g), 0.0], atol=1e-11)
+    assert np.all(np.isnan(np.asarray(y_apex[1:])))
+    # The terminal crossing is recorded too (as scipy's t_events / y_events do).
+    assert abs(float(sol.t_events[0][0]) - 2 * v0 / g) < 1e-12
+    np.testing.assert_allclose(np.asarray(sol.y_events[0][0]), [0.0, -v0], atol=1e-10)
+
+
+def test_the_first_terminal_event_to_fire_wins():
+    ceiling = solvers.Event(lambda t, y, g: y[0] - 1.0, direction=1)
+    sol = solvers.solve(projectile, A([0.0, 7.0]), 0.0, 10.0, A(9.81), event=[GROUND, ceiling], rtol=1e-12,
+                        atol=1e-12)
+    assert int(sol.event_index) == 1
+    t_up = (7.0 - np.sqrt(49.0 - 2 * 9.81)) / 9.81
+    assert abs(float(sol.t_event) - t_up) < 1e-12 and abs(float(sol.ys[-1, 0]) - 1.0) < 1e-11
+
+
+def test_terminal_after_the_nth_crossing():
+    ev = solvers.Event(lambda t, y, w: y[0], terminal=3)
+    sol = solvers.solve(rot, A([0.0, 1.0]), 0.0, 20.0, A(1.0), event=ev, rtol=1e-12, atol=1e-12)
+    assert int(sol.status) == solvers.Status.EVENT
+    np.testing.assert_allclose(np.asarray(sol.t_events[:3]), np.pi * np.arange(1, 4), atol=1e-9)
+    assert abs(float(sol.ts[-1]) - 3 * np.pi) < 1e-9
+    np.testing.assert_allclose(np.asarray(sol.y_events[:3, 1]), [-1.0, 1.0, -1.0], atol=1e-9)
+
+
+def test_more_crossings_than_slots_is_a_failure_not_a_silent_drop():
+    ev = solvers.Event(lambda t, y, w: y[0], terminal=False, max_events=2)
+    sol = solvers.solve(rot, A([0.0, 1.0]), 0.0, 10.0, A(1.0), event=ev, throw=False)
+    assert int(sol.status) == solvers.Status.MAX_EVENTS
+    with pytest.raises(solvers.SolveError, match="max_events"):
+        solvers.solve(rot, A([0.0, 1.0]), 0.0, 10.0, A(1.0), event=ev)
+
+
+@pytest.mark.parametrize("adjoint", [solvers.DiscreteAdjoint(), solvers.DiscreteAdjoint(forward_below=0),
+                                     solvers.BacksolveAdjoint()], ids=["Discrete", "DiscreteBackward", "Backsolve"])
+def test_gradients_of_event_times_and_states_of_several_events(adjoint):
+    # Apex: t = v0 / g, height v0^2 / (2 g); landing t = 2 v0 / g.
+    def out(theta):
+        v0, g = theta[0], theta[1]
+        sol = solvers.solve(projectile, jnp.stack([0.0 * v0, v0]), 0.0, 10.0, g, event=[GROUND, APEX],
+                            adjoint=adjoint, rtol=1e-12, atol=1e-12)
+        return jnp.stack([sol.t_events[1][0], sol.y_events[1][0, 0], sol.t_event, sol.ys[-1, 1]])
+
+    v0, g = 7.0, 9.81
+    J = np.asarray(jax.jacrev(out)(A([v0, g])))
+    exact = np.array([[1 / g, -v0 / g**2], [v0 / g, -(v0**2) / (2 * g**2)], [2 / g, -2 * v0 / g**2], [-1.0, 0.0]])
+    np.testing.assert_allclose(J, exact, rtol=1e-7, atol=1e-9)
+
+
+def test_dtmax_finds_crossings_of_a_fast_condition():
+    # cond oscillates 50 times faster than the (trivial) solution: large steps step over
+    # pairs of crossings; a step bound through the controller finds them all.
+    ev = solvers.Event(lambda t, y, a: jnp.sin(50 * t), terminal=False, max_events=128)
+    free = solvers.solve(lambda t, y, a: jnp.zeros_like(y), jnp.ones(1), 0.0, 1.0, event=ev)
+    bounded = solvers.solve(lambda t, y, a: jnp.zeros_like(y), jnp.ones(1), 0.0, 1.0, event=ev,
+                            controller=solvers.PIDController(dtmax=0.01))
+    exact = np.pi * np.arange(1, 16) / 50  # 15 zeros in (0, 1]
+    assert np.sum(np.isfinite(np.asarray(free.t_events))) < 15
+    np.testing.assert_allclose(np.asarray(bounded.t_events[:15]), exact, atol=1e-9)
+    assert np.all(np.isinf(np.asarray(bounded.t_events[15:])))
