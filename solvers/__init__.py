@@ -15,12 +15,13 @@ from ._adjoint import (
 )
 from ._base import AbstractMethod, Status, StepResult, rms
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
+from ._errors import SolveError
 from ._event import Event
 from ._loop import forward as run_loop
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
 from ._saveat import SaveAt
 from ._solution import Solution
-from ._solve import SolveError, solve
+from ._solve import solve
 from ._stiff import Kvaerno5, Rodas5P
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau

@@ -207,7 +207,18 @@ class BacksolveAdjoint(AbstractReverseAdjoint):
     unstable (dissipative or chaotic systems run backwards, stiff problems) or when
     the forward solution is inaccurate. Dense output (`SaveAt(dense=True)`) and
     `SaveAt(steps=True)` are not available with it.
+
+    max_error: the backwards solve reconstructs y(t0); when it lands further from y0 than
+        max_error times the solve's tolerance (RMS of the error over atol + rtol |y0|), the
+        backwards problem was unstable and the gradient is refused: `SolveError` with
+        throw=True, NaN with throw=False. Never a quietly wrong gradient.
     """
+
+    max_error: float = 1e3
+
+    def __check_init__(self):
+        if not (isinstance(self.max_error, (int, float)) and self.max_error > 0):
+            raise ValueError(f"BacksolveAdjoint(max_error=...) must be a positive number, got {self.max_error!r}")
 
     def check(self, saveat):
         if saveat.dense or saveat.steps:
@@ -221,7 +232,7 @@ class BacksolveAdjoint(AbstractReverseAdjoint):
 
     def backward(self, prob, y0, p, ss, residual, ct, needs):
         out, h0 = residual
-        return backsolve(prob, p, ss, out, ct, h0)
+        return backsolve(prob, y0, p, ss, out, ct, h0, self.max_error)
 
 
 class ForwardMode(AbstractAdjoint):

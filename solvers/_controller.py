@@ -52,6 +52,11 @@ class AbstractController(eqx.Module):
         invalid ones ends with status BAD_TOL."""
         return jnp.asarray(True)
 
+    def error_scale(self, y0, y1):
+        """The size of an acceptable error in a state between y0 and y1 (what the local
+        error is divided by); with no tolerances of its own, sqrt(eps) relative."""
+        return jnp.sqrt(jnp.finfo(y0.dtype).eps) * (1 + jnp.maximum(jnp.abs(y0), jnp.abs(y1)))
+
     def for_augmented(self) -> "AbstractController":
         """The controller for BacksolveAdjoint's augmented (state, adjoint, gradient)
         system, in the rescaled time of each backward segment."""
@@ -136,6 +141,9 @@ class PIDController(AbstractController):
         tols = jnp.concatenate([jnp.ravel(jnp.asarray(self.rtol)), jnp.ravel(jnp.asarray(self.atol))])
         return jnp.all((tols > 0) & jnp.isfinite(tols))
 
+    def error_scale(self, y0, y1):
+        return self.atol + self.rtol * jnp.maximum(jnp.abs(y0), jnp.abs(y1))
+
     def for_augmented(self):
         # One tolerance for the whole augmented state (per-component ones have the size of
         # y only); step bounds in t do not carry over to the segments' rescaled time.
@@ -155,7 +163,7 @@ class PIDController(AbstractController):
         return jnp.clip(h, lo, hi), 2
 
     def decide(self, method, y, res, s, h, memory, span):
-        scale = self.atol + self.rtol * jnp.maximum(jnp.abs(y), jnp.abs(res.y1))
+        scale = self.error_scale(y, res.y1)
         # 0 * y1 is NaN exactly where y1 is inf or NaN: the norm's reduction checks the
         # new state too (one kernel less to compile than a separate check).
         ratio = method.error_ratio(res.y_err + 0 * res.y1, scale, self.norm)
@@ -212,6 +220,13 @@ class ConstantStepSize(AbstractController):
 
     def init_step(self, F, method, y0, p, dt0, span):
         return jnp.abs(jnp.asarray(dt0, y0.dtype)) / span, 0
+
+    def error_scale(self, y0, y1):
+        # Fixed steps have no tolerance: a state is taken as good to 1e-5 relative (with
+        # BacksolveAdjoint's default max_error, its reconstruction of y0 may then be 1%
+        # off: the method's global error, not the exponential blow-up of an unstable
+        # backwards solve).
+        return 1e-5 * (1 + jnp.maximum(jnp.abs(y0), jnp.abs(y1)))
 
     def decide(self, method, y, res, s, h, memory, span):
         accept = jnp.asarray(res.ok) & jnp.all(jnp.isfinite(res.y1))

@@ -50,6 +50,7 @@ class Problem:
     # False: records carry no tangents. Pure forward mode never reads them, and would
     # otherwise push a whole table per tangent; forward-over-reverse (Hessians) does.
     differentiable_records: bool = True
+    throw: bool = True  # failures (also of a gradient) raise rather than only report
 
     @property
     def n_events(self):

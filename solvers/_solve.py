@@ -2,57 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any, Callable, Sequence, Union
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-from equinox.internal import unvmap_any
 from jax._src import core as _jax_core
 from jax.flatten_util import ravel_pytree
 
 from . import _checks, _loop
-from ._base import FAILURES, Status
+from ._base import Status
+from ._errors import SolveError, raise_on_failure
 from ._event import Event, Events
 from ._solution import Solution
-
-
-class SolveError(RuntimeError):
-    """A solve failed at run time (status in `FAILURES`); raised when throw=True."""
-
-
-def _fail(x, status):
-    # Host side of the check. Under vmap it sees the whole batch: raise for the worst status.
-    bad = np.isin(status, [int(s) for s in FAILURES])
-    if np.any(bad):
-        worst = Status(int(np.max(np.where(bad, status, -1))))
-        raise SolveError(f"solve failed ({worst.name}): {worst.message}")
-    return x
-
-
-@jax.custom_jvp
-def _raise_on_failure(x, failed, status):
-    """Identity on x that raises (also under jit) when failed; invisible to autodiff.
-
-    A `lax.cond` around one host callback, taken only on failure: lighter to trace and
-    compile than `eqx.branched_error_if`, which the first call of every solve pays for.
-    `unvmap_any` keeps the predicate unbatched under vmap, so that the cond stays a cond
-    (a batched one would become a select, calling back to the host on every solve).
-    """
-    def bad(x, status):
-        out = jax.ShapeDtypeStruct(x.shape, x.dtype)
-        return jax.pure_callback(_fail, out, x, status, vmap_method="broadcast_all")
-
-    return jax.lax.cond(unvmap_any(failed), bad, lambda x, status: x, x, status)
-
-
-@_raise_on_failure.defjvp
-def _raise_on_failure_jvp(primals, tangents):
-    x, failed, status = primals
-    return _raise_on_failure(x, failed, status), tangents[0]
 
 
 def _under_trace() -> bool:
@@ -212,7 +175,7 @@ def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjo
     # With t0 == t1 every save time is t0 = t1, the end of the (empty) solve.
     ss = jnp.zeros((0,), dtype) if ts is None else jnp.where(T == 0, 1.0, (ts - t0) / safe_T)
     prob = _loop.Problem(F=F, method=method, max_steps=max_steps, n_save=ss.shape[0],
-                         record_every=1 if saveat.dense or saveat.steps else 0, G=G, events=events)
+                         record_every=1 if saveat.dense or saveat.steps else 0, G=G, events=events, throw=throw)
     if y_flat.size == 0:
         out = _empty_out(prob, dtype)
     else:
@@ -276,8 +239,7 @@ def _assemble(prob, saveat, out, p, y0, ts, unravel, throw):
     ys_flat = jnp.concatenate(states) if states else jnp.zeros((0, y0.shape[0]), y0.dtype)
     status = out.status
     if throw:
-        failed = functools.reduce(jnp.logical_or, [status == s for s in FAILURES])
-        ys_flat = _raise_on_failure(ys_flat, failed, status)
+        ys_flat = raise_on_failure(ys_flat, status)
     stats = dict(zip(("num_steps", "num_accepted", "num_rejected", "num_f_evals", "num_jac_evals"), out.stats))
     fired = status == Status.EVENT
     return Solution(

@@ -248,3 +248,26 @@ def test_vmap_grad():
     g1 = jax.jit(jax.grad(loss))
     for i in range(3):
         np.testing.assert_allclose(np.asarray(gb[i]), np.asarray(g1(ps[i])), rtol=1e-9, atol=1e-12)
+
+
+def test_backsolve_refuses_a_gradient_it_cannot_trust():
+    # A diffusive PDE solved backwards amplifies every error: BacksolveAdjoint's
+    # reconstruction of y0 fails, and it must say so (it returned gradients off by 1e4
+    # with status SUCCESS before). The discrete adjoint is exact there.
+    n = 32
+    u0 = jnp.exp(-((jnp.linspace(0, 1, n) - 0.5) ** 2) / 0.01)
+
+    def heat(t, u, D):
+        up = jnp.concatenate([u[:1], u, u[-1:]])
+        return D * (up[2:] - 2 * u + up[:-2]) * (n - 1) ** 2
+
+    def loss(D, adjoint, throw=True):
+        sol = solvers.solve(heat, u0, 0.0, 0.5, D, adjoint=adjoint, throw=throw, max_steps=100_000)
+        return jnp.sum(sol.ys[-1] ** 2)
+
+    g = float(jax.grad(loss)(0.05, solvers.DiscreteAdjoint(forward_below=0)))
+    fd = (float(loss(0.05 + 1e-6, None)) - float(loss(0.05 - 1e-6, None))) / 2e-6
+    assert abs(g - fd) < 1e-6 * abs(fd)
+    assert np.isnan(float(jax.grad(lambda D: loss(D, solvers.BacksolveAdjoint(), throw=False))(0.05)))
+    with pytest.raises(Exception, match="did not return to y0"):
+        jax.block_until_ready(jax.grad(lambda D: loss(D, solvers.BacksolveAdjoint()))(0.05))
