@@ -10,14 +10,27 @@ from ._base import AbstractMethod, Status, StepResult
 from ._event import Event
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
 from ._solve import Solution, SolveError, solve
-from ._stiff import Kvaerno5, Rodas5P
+from ._stiff import (
+    ESDIRK,
+    ESDIRKTableau,
+    ImplicitEuler,
+    Kvaerno3,
+    Kvaerno4,
+    Kvaerno5,
+    Ralston,
+    Rodas5P,
+    Rosenbrock,
+    Rosenbrock23,
+    RosenbrockTableau,
+)
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
 
 __all__ = [
     "solve", "Solution", "SolveError", "Status", "Event", "AbstractMethod", "StepResult",
     "ButcherTableau", "ExplicitRK",
-    "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
-    "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
+    "Euler", "Heun", "Midpoint", "Ralston", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
+    "Verlet", "Yoshida4", "Rodas5P", "Rosenbrock23", "ImplicitEuler", "Kvaerno3", "Kvaerno4",
+    "Kvaerno5", "Rosenbrock", "RosenbrockTableau", "ESDIRK", "ESDIRKTableau",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode",
 ]

@@ -87,6 +87,18 @@ def _simple(name, a, b, c, order):
 EULER = _simple("Euler", [[0.0]], [1.0], [0.0], 1)
 HEUN = _simple("Heun", [[0, 0], [1, 0]], [0.5, 0.5], [0, 1], 2)
 MIDPOINT = _simple("Midpoint", [[0, 0], [0.5, 0]], [0, 1], [0, 0.5], 2)
+# Ralston (1962): the 2-stage 2nd order method with the smallest error bound, c_2 = 2/3.
+# Its embedded estimate is against Euler (b_err = b - (1, 0, 0)), O(h^2): error order 1.
+RALSTON = ButcherTableau(
+    "Ralston",
+    a=np.array([[0, 0, 0], [2 / 3, 0, 0], [1 / 4, 3 / 4, 0]]),
+    b=np.array([1 / 4, 3 / 4, 0]),
+    c=np.array([0, 2 / 3, 1]),
+    order=2,
+    fsal=2,
+    b_err=np.array([1 / 4 - 1, 3 / 4, 0]),
+    error_order=1,
+)
 RK4 = _simple(
     "RK4",
     [[0, 0, 0, 0], [0.5, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0]],
