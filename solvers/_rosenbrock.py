@@ -75,22 +75,31 @@ class RosenbrockTableau:
             raise ValueError(f"{n}: H must be (R, {s})")
         if not 1 <= self.error_order <= self.order:
             raise ValueError(f"{n}: need 1 <= error_order <= order, got {self.error_order}, {self.order}")
-        # The stability function R(z) of y' = lambda y (z = h lambda) must match exp(z) to
-        # the method's order: a cheap check of every coefficient that enters a linear
-        # autonomous problem (typos in a, C, b show up here).
-        for z in (1e-2, -2e-2):
-            err = abs(self.stability(z) - math.exp(z))
-            if not err < 50 * abs(z) ** (self.order + 1):
-                raise ValueError(f"{n}: R(z) - exp(z) = {err:.1e} at z = {z}: not of order {self.order}")
+        # On y' = lambda y (z = h lambda) a step gives y1 = R(z) y0 and the estimate
+        # E(z) y0: R(z) - exp(z) must be O(z^(order + 1)) and E(z) O(z^(error_order + 1)),
+        # seen as the drop between z = 1e-2 and 1e-3 (or values at rounding level). A cheap
+        # check of every coefficient that enters a linear autonomous problem.
+        for sign in (1.0, -1.0):
+            (R1, E1), (R2, E2) = self._scalar_step(sign * 1e-2), self._scalar_step(sign * 1e-3)
+            for what, p, e1, e2 in (("order", self.order, R1 - math.exp(sign * 1e-2), R2 - math.exp(sign * 1e-3)),
+                                    ("error_order", self.error_order, E1, E2)):
+                if abs(e2) > 1e-15 and not abs(e1) > 10 ** (p + 0.5) * abs(e2):
+                    raise ValueError(f"{n}: the coefficients are not of {what} {p} (on y' = lambda y, "
+                                     f"{e1:.1e} at z = {sign * 1e-2}, {e2:.1e} at z = {sign * 1e-3})")
 
-    def stability(self, z: float) -> float:
-        """R(z): one step of y' = lambda y from y0 = 1, in plain floats (for checks)."""
+    def _scalar_step(self, z: float):
+        """(R(z), E(z)): y1 and the error estimate of one step of y' = lambda y from y0 = 1,
+        z = h lambda, in plain floats (for checks)."""
         a, C = np.array(self.a), np.array(self.C)
         k = np.zeros(len(self.b))
         for i in range(len(k)):
             rhs = self.gamma * z * (1 + a[i, :i] @ k[:i]) + self.gamma * (C[i, :i] @ k[:i])
             k[i] = rhs / (1 - self.gamma * z)
-        return 1 + float(np.array(self.b) @ k)
+        return 1 + float(np.array(self.b) @ k), float(np.array(self.e) @ k)
+
+    def stability(self, z: float) -> float:
+        """R(z): one step of y' = lambda y from y0 = 1 (z = h lambda)."""
+        return self._scalar_step(z)[0]
 
 
 def _comb(w, ks):
