@@ -59,37 +59,40 @@ def newton_matrix(J, hg):
     return lambda r: lu_solve(lu, r)
 
 
-def _newton_iteration(solve_M, scale, max_iters, y0):
+def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
     """The primal simplified Newton iteration, as custom_root's `solve(residual, z0)`."""
 
     def newton(residual, z0):
         eps = jnp.finfo(z0.dtype).eps
 
         def cond(c):
-            k, z, nd_prev, done, failed = c
+            k, z, nd_prev, rate, done, failed = c
             return (~done) & (~failed) & (k < max_iters)
 
         def body(c):
-            k, z, nd_prev, done, failed = c
+            k, z, nd_prev, rate, done, failed = c
             dz = -solve_M(residual(z))
             z = z + dz
             nd = rms(dz / scale)
-            theta = nd / nd_prev
-            # First iteration: no rate yet, so ask for |dz| <= 1 outright.
-            est = jnp.where(k == 0, nd, theta / jnp.maximum(1 - theta, eps) * nd)
+            theta = jnp.where(k == 0, rate, nd / nd_prev)
+            # First iteration: the contraction rate of an earlier stage of this step if
+            # there is one (rate0 < 1; Hairer & Wanner's RADAU5 carries it over steps),
+            # else no rate yet: ask for |dz| <= 1 outright.
+            est = jnp.where(theta < 1, theta / jnp.maximum(1 - theta, eps) * nd, nd)
             # Stalled at rounding level (corrections no larger than a few ulps of the
             # largest component and no longer shrinking): as converged as it will get.
             tiny = jnp.max(jnp.abs(dz)) <= 64 * eps * jnp.max(jnp.abs(y0 + z))
             stalled = (k > 0) & (theta > 0.5) & tiny
             done = ((est <= 1.0) & ((k == 0) | (theta < 1))) | stalled
             failed = ~jnp.isfinite(nd) | ((k > 0) & (theta >= 1) & ~done)
-            return k + 1, z, nd, done, failed
+            return k + 1, z, nd, jnp.where(k > 0, theta, rate), done, failed
 
-        init = (0, z0, jnp.asarray(jnp.inf, z0.dtype), jnp.asarray(False), jnp.asarray(False))
-        k, z, _, done, failed = jax.lax.while_loop(cond, body, init)
+        init = (0, z0, jnp.asarray(jnp.inf, z0.dtype), jnp.asarray(rate0, z0.dtype), jnp.asarray(False),
+                jnp.asarray(False))
+        k, z, _, rate, done, failed = jax.lax.while_loop(cond, body, init)
         # The flag and the iteration count travel as floats: custom_root gives bool/int aux
         # outputs a bool/int tangent, which JAX's custom_jvp then rejects (it wants float0).
-        return z, jnp.stack([(done & ~failed).astype(z.dtype), jnp.asarray(k, z.dtype)])
+        return z, jnp.stack([(done & ~failed).astype(z.dtype), jnp.asarray(k, z.dtype), rate])
 
     return newton
 
@@ -100,9 +103,10 @@ def _tangent_solve(g, b):
     return jnp.linalg.solve(A, b)
 
 
-def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters):
+def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters, rate0=1.0):
     """Solve Z = psi + hg f(t, y0 + Z, args) for the stage increment Z (d,) from the guess
-    Z0; returns (Z, converged, number of iterations: one f evaluation each).
+    Z0; returns (Z, converged, number of iterations: one f evaluation each, contraction
+    rate: the last one measured, else rate0; 1 means unknown).
 
     Primal: simplified Newton with the step's fixed matrix (`solve_M`, see
     `newton_matrix`). It stops when the estimated remaining error, rms(err / scale), is at
@@ -119,7 +123,7 @@ def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, scale, max_iters):
     def residual(Z):
         return Z - psi - hg * f(t, y0 + Z, args)
 
-    newton = _newton_iteration(solve_M, scale, max_iters, y0)
+    newton = _newton_iteration(solve_M, scale, max_iters, y0, jax.lax.stop_gradient(rate0))
     Z, aux = jax.lax.custom_root(residual, jax.lax.stop_gradient(Z0), newton, _tangent_solve, has_aux=True)
     aux = jax.lax.stop_gradient(aux)
-    return Z, aux[0] > 0.5, aux[1].astype(jnp.int32)
+    return Z, aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2]
