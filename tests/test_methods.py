@@ -134,21 +134,23 @@ def test_rosenbrock23_is_ode23s():
     def f(t, y, a):
         return jnp.stack([y[1], (1 - y[0] ** 2) * y[1] - y[0] + jnp.sin(3 * t)])
 
-    fn = lambda t, y: np.asarray(f(t, A(y), None))  # noqa: E731
-    jac = lambda t, y: np.asarray(jax.jacfwd(f, 1)(t, A(y), None))  # noqa: E731
-    dfdt = lambda t, y: np.asarray(jax.jacfwd(f, 0)(t, A(y), None))  # noqa: E731
+    f_j = jax.jit(f)
+    fn = lambda t, y: np.asarray(f_j(A(t), A(y), None))  # noqa: E731
+    jac_j, dfdt_j = jax.jit(jax.jacfwd(f, 1)), jax.jit(jax.jacfwd(f, 0))
+    jac = lambda t, y: np.asarray(jac_j(t, A(y), None))  # noqa: E731
+    dfdt = lambda t, y: np.asarray(dfdt_j(A(t), A(y), None))  # noqa: E731
     want, want_err, (y_prev, h, k1, k2) = _ode23s_numpy(fn, jac, dfdt, np.array([2.0, 0.0]), 0.0, 1.0, 20)
     got = _fixed(solvers.Rosenbrock23(), f, A([2.0, 0.0]), 1.0, None, A(0.05))
     np.testing.assert_allclose(got, want, rtol=1e-13)
     m = solvers.Rosenbrock23()
-    r = m.step(f, 0.95, A(y_prev), h, None, ())
+    r = jax.jit(lambda y: m.step(f, 0.95, y, h, None, ()))(A(y_prev))
     np.testing.assert_allclose(r.y1, want, rtol=1e-13)
     np.testing.assert_allclose(r.y_err, want_err, rtol=1e-9, atol=1e-17)
     # ode23s's interpolant (MATLAB's ntrp23s) from its slopes, inside the step and at its end
     d = 1 / (2 + np.sqrt(2))
     for th in (0.3, 0.5, 1.0):
         ntrp = y_prev + h * (th * (1 - th) / (1 - 2 * d) * k1 + th * (th - 2 * d) / (1 - 2 * d) * k2)
-        np.testing.assert_allclose(m.interpolate(r.dense, h, th), ntrp, rtol=1e-13)
+        np.testing.assert_allclose(jax.jit(m.interpolate)(r.dense, h, th), ntrp, rtol=1e-13)
 
 
 @pytest.mark.parametrize("method, order, Ns", NEW, ids=IDS)
@@ -212,7 +214,13 @@ def test_gradient_fixed_steps(method, order, Ns):
     np.testing.assert_allclose(np.r_[g[0], g[1]], fd, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("method, order, Ns", NEW, ids=IDS)
+# Adaptive gradients of Ralston and Kvaerno3 run with -m slow (the fixed-step test covers
+# their step VJPs by default).
+ADAPTIVE = [pytest.param(*m, marks=pytest.mark.slow) if i in ("Ralston", "Kvaerno3") else m
+            for m, i in zip(NEW, IDS)]
+
+
+@pytest.mark.parametrize("method, order, Ns", ADAPTIVE, ids=IDS)
 def test_gradient_adaptive(method, order, Ns):
     """The same with adaptive steps. Step sizes are constants of the gradient, while
     central differences see them move: the two agree to about the solution's accuracy,
