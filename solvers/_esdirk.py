@@ -101,10 +101,16 @@ def _hermite_matrix(m: int) -> np.ndarray:
 _HERMITE = {m: _hermite_matrix(m) for m in (0, 1, 2)}
 
 
-def _second_derivative(lin):
-    """y'' = J f + df/ds of the solution through a point, from its (f, J, df/ds)."""
-    f, J, ft = lin
-    return J @ f + ft
+def _hermite_data(Z, h, lin0, lin1, m):
+    """(2m+1, d) data of the Hermite interpolant (see `_hermite_matrix`): y1 - y0, then
+    h^k y^(k) for k = 1..m at the start and at the end of the step, from the
+    linearisations (f, J, df/ds) there (y' = f, y'' = J f + df/ds)."""
+
+    def derivs(lin):
+        f, J, ft = lin
+        return ([h * f] if m >= 1 else []) + ([h * h * (J @ f + ft)] if m >= 2 else [])
+
+    return jnp.stack([Z] + derivs(lin0) + derivs(lin1))
 
 
 def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin, newton):
@@ -220,12 +226,7 @@ class ESDIRK(AbstractMethod):
         y_err = h * _comb(tab.e, Fs)
         ok = ok & all_finite(y1, y_err)
         lin1 = f_jac(f, s + h, y1, args, with_time=True)  # the next step's state
-        derivs = [h * state[0], h * lin1[0]]
-        if tab.hermite == 2:
-            derivs = derivs[:1] + [h * h * _second_derivative(state)] + derivs[1:] + [
-                h * h * _second_derivative(lin1)]
-        data = jnp.stack([Z] + derivs[: 2 * tab.hermite])
-        dense = (y, data)
+        dense = (y, _hermite_data(Z, h, state, lin1, tab.hermite))
         return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=lin1,
                           ok=ok, n_f=n_f + 1, n_jac=1)
 

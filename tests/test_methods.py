@@ -92,9 +92,10 @@ def _diffrax_twin(method):
     }[type(method).__name__]()
 
 
-@pytest.mark.parametrize("method", [solvers.Ralston(), solvers.ImplicitEuler(**TIGHT), solvers.Kvaerno3(**TIGHT),
-                                    solvers.Kvaerno4(**TIGHT), solvers.Kvaerno5(**TIGHT)],
-                         ids=["Ralston", "ImplicitEuler", "Kvaerno3", "Kvaerno4", "Kvaerno5"])
+@pytest.mark.parametrize("method", [
+    solvers.Ralston(), solvers.ImplicitEuler(**TIGHT), solvers.Kvaerno3(**TIGHT), solvers.Kvaerno4(**TIGHT),
+    pytest.param(solvers.Kvaerno5(**TIGHT), marks=pytest.mark.slow),  # its own tests are in test_stiff.py
+], ids=["Ralston", "ImplicitEuler", "Kvaerno3", "Kvaerno4", "Kvaerno5"])
 def test_same_as_diffrax(method):
     """20 fixed steps of Van der Pol (mu = 1): the same method in diffrax (Newton to 1e-12)
     gives the same numbers, up to Newton's tolerance: the tableaus agree."""
