@@ -59,6 +59,13 @@ def newton_matrix(J, hg):
     return lambda r: lu_solve(lu, r)
 
 
+# A contraction rate carried over from an earlier stage is trusted down to this value.
+# Smaller carried rates (a stage that happened to converge fast) saved more f evaluations
+# but let BacksolveAdjoint's augmented system, linear in the adjoint and nonlinear in y,
+# accept unconverged stages: its gradient was 4e-3 off instead of 1e-5 (Kvaerno5, VdP).
+_RATE_FLOOR = 0.1
+
+
 def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
     """The primal simplified Newton iteration, as custom_root's `solve(residual, z0)`."""
 
@@ -74,7 +81,7 @@ def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
             dz = -solve_M(residual(z))
             z = z + dz
             nd = rms(dz / scale)
-            theta = jnp.where(k == 0, rate, nd / nd_prev)
+            theta = jnp.where(k == 0, jnp.maximum(rate, _RATE_FLOOR), nd / nd_prev)
             # First iteration: the contraction rate of an earlier stage of this step if
             # there is one (rate0 < 1; Hairer & Wanner's RADAU5 carries it over steps),
             # else no rate yet: ask for |dz| <= 1 outright.
