@@ -158,7 +158,7 @@ def test_rosenbrock23_is_ode23s():
 def test_a3_adaptive(method, order, Ns):
     """DETEST A3 on [0, 20] against exp(sin t), at two tolerances. With error-per-step
     control the global error scales as tol^q (see `_q`)."""
-    q = _q(method)
+    q, method = _q(method), type(method)()  # default Newton settings, tied to rtol/atol
     tols = [1e-3, 1e-5] if method.error_order <= 1 else [1e-4, 1e-7]
     errs = []
     for tol in tols:
@@ -177,7 +177,7 @@ def _stiff_tol(method):
 
 @pytest.mark.parametrize("method, order, Ns", STIFF, ids=STIFF_IDS)
 def test_rober(method, order, Ns):
-    tol = _stiff_tol(method)
+    tol, method = _stiff_tol(method), type(method)()
     sol = solvers.solve(rober, A([1.0, 0.0, 0.0]), 0.0, 1e11, ROBER_K, method=method, rtol=tol,
                         atol=1e-11 * tol, max_steps=20000)
     err = np.max(np.abs(np.asarray(sol.ys[-1]) - ROBER_REF) / ROBER_REF)
@@ -186,7 +186,7 @@ def test_rober(method, order, Ns):
 
 @pytest.mark.parametrize("method, order, Ns", STIFF, ids=STIFF_IDS)
 def test_vdpol(method, order, Ns):
-    tol = _stiff_tol(method)
+    tol, method = _stiff_tol(method), type(method)()
     sol = solvers.solve(vdpol, A([2.0, 0.0]), 0.0, 2.0, 1e-6, method=method, rtol=tol, atol=tol,
                         max_steps=20000)
     err = np.max(np.abs(np.asarray(sol.ys[-1]) - VDPOL_REF) / np.abs(VDPOL_REF))
