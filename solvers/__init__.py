@@ -22,15 +22,28 @@ from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, 
 from ._saveat import SaveAt
 from ._solution import Solution
 from ._solve import solve
-from ._stiff import Kvaerno5, Rodas5P
+from ._stiff import (
+    ESDIRK,
+    ESDIRKTableau,
+    ImplicitEuler,
+    Kvaerno3,
+    Kvaerno4,
+    Kvaerno5,
+    Ralston,
+    Rodas5P,
+    Rosenbrock,
+    Rosenbrock23,
+    RosenbrockTableau,
+)
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
 
 __all__ = [
     "solve", "Solution", "SolveError", "Status", "Event", "AbstractMethod", "StepResult",
     "ButcherTableau", "ExplicitRK",
-    "Euler", "Heun", "Midpoint", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
-    "Verlet", "Yoshida4", "Rodas5P", "Kvaerno5",
+    "Euler", "Heun", "Midpoint", "Ralston", "RK4", "Bosh3", "Tsit5", "Dopri5", "Dopri8",
+    "Verlet", "Yoshida4", "Rodas5P", "Rosenbrock23", "ImplicitEuler", "Kvaerno3", "Kvaerno4",
+    "Kvaerno5", "Rosenbrock", "RosenbrockTableau", "ESDIRK", "ESDIRKTableau",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
     "Decision", "run_loop",

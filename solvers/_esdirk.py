@@ -1,0 +1,382 @@
+"""ESDIRK methods: the engine `ESDIRK(tableau)` and its tableaus (ImplicitEuler,
+Kvaerno3, Kvaerno4, Kvaerno5).
+
+Each implicit stage is solved by simplified Newton with one LU per step; derivatives come
+from the implicit function theorem (`_newton.newton_stage`), so they are exact for the
+converged stages whatever the number of Newton iterations taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._base import AbstractMethod, StepResult
+from ._newton import all_finite, f_jac, huge, newton_matrix, newton_stage
+
+
+@dataclasses.dataclass(frozen=True)
+class ESDIRKTableau:
+    """A stiffly accurate ESDIRK method: explicit first stage, the same gamma on the rest
+    of the diagonal.
+
+        z_1 = y0,   F_i = f(s + c_i h, z_i),
+        z_i = y0 + h sum_{j<i} a_ij F_j + h gamma F_i        (i >= 2, solved by Newton)
+
+    y1 = z_s (stiffly accurate: the weights are the last row of a, with gamma), and the
+    error estimate is y_err = h sum_i e_i F_i (for an embedded stage z_k at c = 1, e is the
+    last row minus row k, gamma included).
+
+    a: (s, s) strictly lower triangular (the diagonal gamma is implied); c, e: (s,).
+    `order`: order of y1; `error_order`: the estimate is O(h^(error_order + 1)).
+    `hermite`: dense output by the Hermite interpolant matching this many derivatives of
+    y at both ends of the step (0: linear, 1: cubic, 2: quintic, order 5).
+    `predictor`: optional (s, s) strictly lower triangular w; Newton for stage i starts
+    from the increment z_i - y0 = sum_j w_ij (z_j - y0) (None: from z_i = y0).
+    Checked on construction (ValueError).
+    """
+
+    name: str
+    gamma: float
+    a: tuple
+    c: tuple
+    e: tuple
+    order: int
+    error_order: int
+    hermite: int = 1
+    predictor: Optional[tuple] = None
+
+    def __post_init__(self):
+        n, s = self.name, len(self.c)
+        a, c, e = np.array(self.a, float), np.array(self.c, float), np.array(self.e, float)
+        if not (isinstance(self.gamma, float) and self.gamma > 0):
+            raise ValueError(f"{n}: gamma must be a positive float, got {self.gamma!r}")
+        for field, m in (("a", a), ("predictor", self.predictor)):
+            if m is not None and (np.shape(m) != (s, s) or np.any(np.triu(m) != 0)):
+                raise ValueError(f"{n}: {field} must be ({s}, {s}) strictly lower triangular (one row per c)")
+        if e.shape != (s,) or abs(e.sum()) > 1e-12:
+            raise ValueError(f"{n}: e must have {s} entries summing to 0 (a difference of weights)")
+        rows = a.sum(axis=1) + np.r_[0.0, np.full(s - 1, self.gamma)]
+        if c[0] != 0 or c[-1] != 1 or np.max(np.abs(rows - c)) > 1e-12:
+            raise ValueError(f"{n}: need c_1 = 0, c_s = 1 and c_i = sum_j a_ij + gamma; got c {c}, row sums {rows}")
+        if self.hermite not in (0, 1, 2):
+            raise ValueError(f"{n}: hermite must be 0, 1 or 2 (derivatives matched at each end)")
+        if not 1 <= self.error_order <= self.order:
+            raise ValueError(f"{n}: need 1 <= error_order <= order, got {self.error_order}, {self.order}")
+        # Quick order conditions: sum_i b_i c_i^(q-1) = 1/q (bushy trees) and, through the
+        # stability function, b A^(q-1) 1 = 1/q! (tall trees), for q up to the order; the
+        # embedded weights b - e up to error_order.
+        A = a + np.diag(np.r_[0.0, np.full(s - 1, self.gamma)])
+        for w, p, what in ((A[-1], self.order, "order"), (A[-1] - e, self.error_order, "error_order")):
+            for q in range(1, p + 1):
+                bushy = w @ c ** (q - 1) - 1 / q
+                tall = w @ np.linalg.matrix_power(A, q - 1) @ np.ones(s) - 1 / math.factorial(q)
+                if max(abs(bushy), abs(tall)) > 1e-9:
+                    raise ValueError(f"{n}: order condition q = {q} fails ({what} {p}): check a, c, e")
+
+    def stability(self, z: float) -> float:
+        """R(z) = 1 + z b (I - z A)^-1 1: one step of y' = lambda y, z = h lambda."""
+        s = len(self.c)
+        A = np.array(self.a, float) + np.diag(np.r_[0.0, np.full(s - 1, self.gamma)])
+        return float(1 + z * A[-1] @ np.linalg.solve(np.eye(s) - z * A, np.ones(s)))
+
+
+def _hermite_matrix(m: int) -> np.ndarray:
+    """B (2m+1, 2m+1): y(theta) - y0 = sum_j theta^(j+1) (B @ data)_j interpolates
+    data = (y1 - y0, h^k y^(k)(0) for k = 1..m, h^k y^(k)(1) for k = 1..m)."""
+    n = 2 * m + 1
+    rows = []
+    for point, k in [(1.0, 0)] + [(0.0, k) for k in range(1, m + 1)] + [(1.0, k) for k in range(1, m + 1)]:
+        # k-th derivative of theta^j at `point`, j = 1..n
+        rows.append([math.perm(j, k) * point ** (j - k) if j >= k else 0.0 for j in range(1, n + 1)])
+    return np.linalg.inv(np.array(rows))
+
+
+_HERMITE = {m: _hermite_matrix(m) for m in (0, 1, 2)}
+
+
+def _hermite_data(Z, h, lin0, lin1, m):
+    """(2m+1, d) data of the Hermite interpolant (see `_hermite_matrix`): y1 - y0, then
+    h^k y^(k) for k = 1..m at the start and at the end of the step, from the
+    linearisations (f, J, df/ds) there (y' = f, y'' = J f + df/ds)."""
+
+    def derivs(lin):
+        f, J, ft = lin
+        return ([h * f] if m >= 1 else []) + ([h * h * (J @ f + ft)] if m >= 2 else [])
+
+    return jnp.stack([Z] + derivs(lin0) + derivs(lin1))
+
+
+def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin, newton):
+    """The stage derivatives F_i (list of (d,)), the increment y1 - y0, ok and the number
+    of f evaluations of one ESDIRK step, from lin = (f, J, df/ds) at (s, y).
+    newton = (rtol, atol, max_iters)."""
+    rtol, atol, max_iters = newton
+    hg = h * tab.gamma
+    solve_M = newton_matrix(lin[1], hg)
+    scale = jax.lax.stop_gradient(atol + rtol * jnp.abs(y))
+    # Stages are solved for their increments Z_i = z_i - y0 (Hairer & Wanner IV.8): the
+    # stage derivatives F_i = (Z_i - psi_i) / (h gamma) and the error estimate then
+    # difference small numbers, not values of the size of y0 (this matters in float32,
+    # e.g. ROBER, where y3 ~ 1 moves by 1e-8 per step).
+    Fs, Zs = [lin[0]], [jnp.zeros_like(y)]
+    ok, n_f, rate = jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.ones((), y.dtype)
+    for i in range(1, len(tab.c)):
+        psi = h * _comb(tab.a[i][:i], Fs)
+        Z0 = jnp.zeros_like(y) if tab.predictor is None else _comb(tab.predictor[i][:i], Zs)
+        Z, conv, iters, rate = newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, scale, max_iters,
+                                            rate)
+        ok, n_f = ok & conv, n_f + iters
+        # F_i from the stage equation rather than f(z_i): no extra f evaluation, and the
+        # leftover Newton error is divided by h gamma instead of multiplied by a stiff J.
+        Fs.append((Z - psi) / hg)
+        Zs.append(Z)
+    return Fs, Zs[-1], ok, n_f
+
+
+def _comb(w, xs):
+    """sum_i w_i xs_i over a list, skipping zero weights (Python floats keep float32)."""
+    terms = [float(wi) * x for wi, x in zip(w, xs) if wi != 0.0]
+    return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(xs[0])
+
+
+class ESDIRK(AbstractMethod):
+    """An ESDIRK method given by an `ESDIRKTableau`: `ESDIRK(tableau)` is the engine of
+    ImplicitEuler and Kvaerno3/4/5.
+
+    State between steps: the linearisation (f, df/dy, df/ds) at the current point, a
+    function of (s, y, args) only. Each step forms the next one at its end point, where
+    it also serves the dense output (y'' = J f + df/ds for the quintic Hermite) and the
+    next step's explicit first stage: one linearisation per step, as before, moved from
+    the step's start to its end.
+
+    Per step: one LU of I - h gamma J reused by the simplified Newton iteration of every
+    implicit stage. If a stage's Newton iteration fails (divergence, inf/NaN, or
+    `max_newton_iters` reached) the step returns ok=False and `solve` shrinks the step.
+    Newton stops when its estimated error is below newton_atol + newton_rtol |y|
+    (componentwise, RMS norm), or when it stalls at rounding level. Unset tolerances
+    default to newton_rtol = 1e-12 in float64 (100 eps in float32) and newton_atol =
+    1e-6 newton_rtol; `with_tolerances(rtol, atol)` (which `solve` calls) ties them to the
+    solve's instead: a hundredth of each.
+
+    Shapes: y (d,), s and h scalars. Differentiable (reverse and forward mode) w.r.t. y,
+    h, s and args through the implicit function theorem.
+    """
+
+    tableau: ESDIRKTableau = eqx.field(static=True)
+    newton_rtol: Optional[float] = eqx.field(default=None, static=True)
+    newton_atol: Optional[float] = eqx.field(default=None, static=True)
+    max_newton_iters: int = eqx.field(default=10, static=True)
+
+    init_evals = 1
+
+    def __check_init__(self):
+        name = type(self).__name__
+        if not isinstance(self.tableau, ESDIRKTableau):
+            raise TypeError(f"{name}(tableau) takes a solvers.ESDIRKTableau, got {type(self.tableau).__name__}")
+        for field in ("newton_rtol", "newton_atol"):
+            v = getattr(self, field)
+            if v is not None and not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise ValueError(f"{name}: {field} must be a positive finite float or None, got {v!r}")
+        if not (isinstance(self.max_newton_iters, int) and self.max_newton_iters >= 1):
+            raise ValueError(f"{name}: max_newton_iters must be an int >= 1, got {self.max_newton_iters!r}")
+
+    @property
+    def order(self):
+        return self.tableau.order
+
+    @property
+    def error_order(self):
+        return self.tableau.error_order
+
+    def _tols(self, dtype):
+        # Defaults when no tolerances were given (see `with_tolerances`): Newton errors
+        # add up over steps, so stay well below any rtol a user is likely to ask for
+        # (1e-12 in float64; a hundred ulps in float32).
+        rtol = self.newton_rtol
+        if rtol is None:
+            rtol = max(1e-12, 100 * float(jnp.finfo(dtype).eps))
+        atol = 1e-6 * rtol if self.newton_atol is None else self.newton_atol
+        return rtol, atol
+
+    def with_tolerances(self, rtol, atol) -> "ESDIRK":
+        """This method with Newton tolerances tied to the step-size controller's: a
+        hundredth of rtol and atol (an explicit newton_rtol/newton_atol is kept).
+        Newton errors then stay well below the local error estimate."""
+        return dataclasses.replace(
+            self,
+            newton_rtol=self.newton_rtol if self.newton_rtol is not None else 1e-2 * rtol,
+            newton_atol=self.newton_atol if self.newton_atol is not None else 1e-2 * atol,
+        )
+
+    def init(self, f, s, y, args):
+        return f_jac(f, s, y, args, with_time=True)
+
+    def step(self, f, s, y, h, args, state):
+        tab = self.tableau
+        newton = self._tols(y.dtype) + (self.max_newton_iters,)
+        Fs, Z, ok, n_f = esdirk_stages(tab, f, s, y, h, args, state, newton)
+        y1 = y + Z
+        y_err = h * _comb(tab.e, Fs)
+        ok = ok & all_finite(y1, y_err)
+        lin1 = f_jac(f, s + h, y1, args, with_time=True)  # the next step's state
+        dense = (y, _hermite_data(Z, h, state, lin1, tab.hermite))
+        return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=lin1,
+                          ok=ok, n_f=n_f + 1, n_jac=1)
+
+    def interpolate(self, dense, h, theta):
+        y0, data = dense
+        B = _HERMITE[self.tableau.hermite]
+        powers = theta ** jnp.arange(1, B.shape[0] + 1, dtype=data.dtype)
+        weights = powers @ jnp.asarray(B, data.dtype)
+        return y0 + weights @ data
+
+
+# ---------------------------------------------------------------------------------------
+# Tableaus. Kvaerno (2004), "Singly diagonally implicit Runge-Kutta methods with an
+# explicit first stage", BIT 44: 489-502. All are L-stable and stiffly accurate, with the
+# embedded solution an earlier stage at c = 1. Coefficients as functions of gamma from
+# the paper (as also transcribed in diffrax's kvaerno3.py / kvaerno4.py).
+# ---------------------------------------------------------------------------------------
+
+
+def _root_near(coeffs, guess):
+    """The real root of the polynomial `coeffs` (highest power first) nearest to guess."""
+    r = np.roots(coeffs)
+    return float(r[np.argmin(np.abs(r - guess))].real)
+
+
+def stage_predictor(c) -> tuple:
+    """Stage predictor (see ESDIRKTableau): the increment z_i - y0 extrapolated in c by the
+    polynomial through (0, 0) and the two latest earlier implicit stages at distinct
+    nodes; a stage at the node of an earlier one starts from that one's value.
+
+    Stage values, unlike stage derivatives, are smooth in c for stiff components too (they
+    sit near the slow manifold): extrapolating the derivatives (diffrax's predictors, or
+    z_2 ~ y0 + h c_2 f(y0)) overshoots fast transients, and on ROBER in float32 sent
+    Newton to a spurious root (MAX_STEPS; measured)."""
+    s = len(c)
+    w = np.zeros((s, s))
+    for i in range(2, s):
+        same = [j for j in range(1, i) if c[j] == c[i]]
+        if same:
+            w[i, same[-1]] = 1.0
+            continue
+        nodes: list = []
+        for j in reversed(range(1, i)):
+            if len(nodes) < 2 and all(c[j] != c[k] for k in nodes):
+                nodes.append(j)
+        # Lagrange weights at c_i through 0 (value 0) and the chosen nodes
+        for j in nodes:
+            others = [0.0] + [c[k] for k in nodes if k != j]
+            w[i, j] = np.prod([(c[i] - o) / (c[j] - o) for o in others])
+    return tuple(map(tuple, w.tolist()))
+
+
+def _esdirk(name, g, rows, emb, order, error_order, hermite):
+    """Tableau from the lower rows of a (diagonal gamma implied) and the embedded stage."""
+    s = len(rows) + 1
+    a = np.zeros((s, s))
+    for i, r in enumerate(rows, start=1):
+        a[i, : len(r)] = r
+    A = a + np.diag(np.r_[0.0, np.full(s - 1, g)])
+    c = A.sum(axis=1)
+    c[np.abs(c - 1) < 1e-14] = 1.0  # rounding of the row sums: stages at c = 1 exactly
+    # Stage predictor: on scipy's fun_rational, ROBER and VDPOL (float64) it cut Kvaerno5's
+    # f evaluations by 30-40% against starting every stage from y0 (see stage_predictor).
+    return ESDIRKTableau(name=name, gamma=float(g), a=tuple(map(tuple, a.tolist())), c=tuple(c.tolist()),
+                         e=tuple((A[-1] - A[emb]).tolist()), order=order, error_order=error_order,
+                         hermite=hermite, predictor=stage_predictor(c))
+
+
+# Implicit Euler, with the trapezoidal rule as the embedded solution (the estimate is
+# h (F_2 - F_1) / 2 = O(h^2), as in diffrax). Linear dense output: a Hermite interpolant
+# of a first order solution oscillates (diffrax makes the same choice).
+IMPLICIT_EULER_TABLEAU = ESDIRKTableau(name="ImplicitEuler", gamma=1.0, a=((0.0, 0.0), (0.0, 0.0)), c=(0.0, 1.0),
+                                       e=(-0.5, 0.5), order=1, error_order=1, hermite=0)
+
+
+def _kvaerno3_tableau() -> ESDIRKTableau:
+    # The 4-stage 3(2) pair; gamma is the root of 6 g^3 - 18 g^2 + 9 g - 1 (L-stability),
+    # 0.43586652150845...
+    g = _root_near([6, -18, 9, -1], 0.4358665215)
+    rows = [
+        [g],
+        [(-4 * g**2 + 6 * g - 1) / (4 * g), (-2 * g + 1) / (4 * g)],
+        [(6 * g - 1) / (12 * g), -1 / ((24 * g - 12) * g), (-6 * g**2 + 6 * g - 1) / (6 * g - 3)],
+    ]
+    return _esdirk("Kvaerno3", g, rows, emb=2, order=3, error_order=2, hermite=1)
+
+
+def _kvaerno4_tableau() -> ESDIRKTableau:
+    # The 5-stage 4(3) pair advancing with the 4th order last stage; gamma is the root of
+    # 24 g^4 - 96 g^3 + 72 g^2 - 16 g + 1 (L-stability), 0.57281606...
+    g = _root_near([24, -96, 72, -16, 1], 0.5728160625)
+    p = lambda *cs: np.polyval(cs, g)  # noqa: E731
+    rows = [
+        [g],
+        [p(144, -180, 81, -15, 1) * g / p(12, -6, 1) ** 2, p(-36, 39, -15, 2) * g / p(12, -6, 1) ** 2],
+        [p(-144, 396, -330, 117, -18, 1) / (12 * g**2 * p(12, -9, 2)),
+         p(72, -126, 69, -15, 1) / (12 * g**2 * p(3, -1)),
+         p(-6, 6, -1) * p(12, -6, 1) ** 2 / (12 * g**2 * p(12, -9, 2) * p(3, -1))],
+        [p(288, -312, 120, -18, 1) / (48 * g**2 * p(12, -9, 2)),
+         p(24, -12, 1) / (48 * g**2 * p(3, -1)),
+         -p(12, -6, 1) ** 3 / (48 * g**2 * p(3, -1) * p(12, -9, 2) * p(6, -6, 1)),
+         p(-24, 36, -12, 1) / p(24, -24, 4)],
+    ]
+    return _esdirk("Kvaerno4", g, rows, emb=3, order=4, error_order=3, hermite=2)
+
+
+def _kvaerno5_tableau() -> ESDIRKTableau:
+    # The 7-stage 5(4) pair; stage 6 (c = 1) is the embedded order-4 solution. Quintic
+    # Hermite dense output (order 5): cubic Hermite (order 3) made its dense points 5x
+    # less accurate than its steps at rtol 1e-10.
+    rows = [
+        [0.26],
+        [0.13, 0.84033320996790809],
+        [0.22371961478320505, 0.47675532319799699, -0.06470895363112615],
+        [0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998],
+        [0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141, 0.61943039072480676],
+        [0.13659751177640291, 0.0, -0.05496908796538376, -0.04118626728321046, 0.62993304899016403,
+         0.06962479448202728],
+    ]
+    return _esdirk("Kvaerno5", 0.26, rows, emb=5, order=5, error_order=4, hermite=2)
+
+
+KVAERNO3_TABLEAU = _kvaerno3_tableau()
+KVAERNO4_TABLEAU = _kvaerno4_tableau()
+KVAERNO5_TABLEAU = _kvaerno5_tableau()
+
+
+def named(tab: ESDIRKTableau, doc: str):
+    """A named method: `ESDIRK` with `tab` as its default tableau."""
+
+    class Method(ESDIRK):
+        __doc__ = doc
+        tableau: ESDIRKTableau = eqx.field(default=tab, static=True, repr=False)
+
+    Method.__name__ = Method.__qualname__ = tab.name
+    Method.__module__ = "solvers"
+    return Method
+
+
+_SHARED = """
+
+Newton settings: newton_rtol, newton_atol, max_newton_iters (see `ESDIRK`). Shapes: y (d,).
+Differentiable (reverse and forward mode) w.r.t. y, h, s and args."""
+
+ImplicitEuler = named(IMPLICIT_EULER_TABLEAU, "Implicit (backward) Euler, order 1, L-stable; the "
+                      "trapezoidal rule gives the error estimate. Linear dense output." + _SHARED)
+Kvaerno3 = named(KVAERNO3_TABLEAU, "Kvaerno3 (Kvaerno 2004): 4-stage ESDIRK 3(2), L-stable, stiffly accurate; "
+                 "cubic Hermite dense output." + _SHARED)
+Kvaerno4 = named(KVAERNO4_TABLEAU, "Kvaerno4 (Kvaerno 2004): 5-stage ESDIRK 4(3), L-stable, stiffly accurate; "
+                 "quintic Hermite dense output." + _SHARED)
+Kvaerno5 = named(KVAERNO5_TABLEAU, "Kvaerno5 (Kvaerno 2004): 7-stage ESDIRK 5(4), L-stable, stiffly accurate; "
+                 "quintic Hermite dense output (order 5) from y, y' and y'' = J f + df/ds at both ends."
+                 + _SHARED)
