@@ -18,7 +18,7 @@ from ._controller import AbstractController, ConstantStepSize, Decision, PIDCont
 from ._errors import SolveError
 from ._event import Event
 from ._loop import forward as run_loop
-from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Tsit5
+from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Ralston, Tsit5
 from ._saveat import SaveAt
 from ._solution import Solution
 from ._solve import solve
@@ -29,7 +29,6 @@ from ._stiff import (
     Kvaerno3,
     Kvaerno4,
     Kvaerno5,
-    Ralston,
     Rodas5P,
     Rosenbrock,
     Rosenbrock23,

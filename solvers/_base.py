@@ -107,8 +107,9 @@ class AbstractMethod(eqx.Module):
     and the methods `init`, `step` and `interpolate`. The rest have defaults.
     """
 
-    #: f evaluations `init` makes (counted once per solve in `num_f_evals`).
+    #: f evaluations and Jacobians `init` makes (counted once per solve in the stats).
     init_evals = 0
+    init_jacs = 0
 
     @property
     @abc.abstractmethod

@@ -175,6 +175,7 @@ class ESDIRK(AbstractMethod):
     max_newton_iters: int = eqx.field(default=10, static=True)
 
     init_evals = 1
+    init_jacs = 1  # init forms the linearisation at the start
 
     def __check_init__(self):
         name = type(self).__name__

@@ -183,7 +183,7 @@ def _init_carry(prob: Problem, y0, p, h0):
     )
     return _Carry(
         clock=_clock(jnp.zeros((), dtype), jnp.asarray(h0, dtype), jnp.zeros(2, dtype)),
-        counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1, method.init_evals, 0], np.int32)),
+        counts=jnp.asarray(np.array([Status.SUCCESS, 0, 0, 1, method.init_evals, method.init_jacs], np.int32)),
         y=y0, mstate=mstate0, g=g0, ys=jnp.zeros((prob.n_save, d), dtype),
         i_save=jnp.zeros((), jnp.int32), n_ev=jnp.zeros(K, jnp.int32),
         s_events=jnp.full((K, E), jnp.inf, dtype), y_events=jnp.zeros((K, E, d), dtype), rec=rec,

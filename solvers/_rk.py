@@ -168,8 +168,12 @@ class ExplicitRK(AbstractMethod):
             y0, y1, f0, f1 = dense
             return hermite(y0, y1, f0, f1, h, theta)
         y0, ks = dense
-        powers = theta ** jnp.arange(1, self.tableau.dense.shape[1] + 1, dtype=ks.dtype)
-        weights = jnp.sum(jnp.asarray(self.tableau.dense, ks.dtype) * powers, axis=1)
+        # b_i(theta) = b_i theta + sum_k D_ik (theta^(k+1) - theta): the same polynomial (the
+        # rows of D sum to b), written so that it is b_i exactly at theta = 1 whatever the
+        # rounding of the published coefficients (Dopri8's end of step: 2.9e-15 -> 0).
+        powers = theta ** jnp.arange(1, self.tableau.dense.shape[1] + 1, dtype=ks.dtype) - theta
+        b = np.pad(self.tableau.b, (0, self.tableau.stages - len(self.tableau.b)))
+        weights = jnp.asarray(b, ks.dtype) * theta + jnp.sum(jnp.asarray(self.tableau.dense, ks.dtype) * powers, axis=1)
         return y0 + h * _combine(weights, ks)
 
     def error_ratio(self, y_err, scale, norm=rms):
@@ -196,6 +200,8 @@ def _named(tab, doc):
 Euler = _named(T.EULER, "Forward Euler, order 1, fixed steps only.")
 Heun = _named(T.HEUN, "Heun's method (explicit trapezoid), order 2, fixed steps only.")
 Midpoint = _named(T.MIDPOINT, "Explicit midpoint method, order 2, fixed steps only.")
+Ralston = _named(T.RALSTON, "Ralston's 2nd order method (minimum error bound among 2-stage 2nd order RK), "
+                 "with an embedded Euler estimate so it adapts (error order 1); cubic Hermite dense output.")
 RK4 = _named(T.RK4, "The classical 4th order Runge-Kutta method, fixed steps only.")
 Bosh3 = _named(T.BOSH3, "Bogacki-Shampine 3(2) pair, FSAL, cubic Hermite dense output.")
 Tsit5 = _named(T.TSIT5, "Tsitouras 5(4) pair, FSAL, 4th order dense output. The default.")

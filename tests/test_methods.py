@@ -317,9 +317,8 @@ def test_dopri8_dense_weights_sum_to_b():
     assert np.max(np.abs(end - y1) / np.abs(y1)) < 1e-14  # 1.2e-14 before, 2.9e-15 after
 
 
-@pytest.mark.xfail(strict=True, reason="needs ExplicitRK.interpolate (solvers/_rk.py, outside this change) "
-                   "to evaluate y0 + h sum_i (b_i theta + sum_k D_ik (theta^(k+1) - theta)) k_i, exact at theta = 1")
 def test_dopri8_dense_end_is_step():
+    # ExplicitRK.interpolate writes b_i(theta) = b_i theta + sum_k D_ik (theta^(k+1) - theta).
     end, y1 = _dopri8_end()
     np.testing.assert_allclose(end, y1, rtol=2 * np.finfo(float).eps, atol=0)
 

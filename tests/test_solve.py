@@ -321,3 +321,23 @@ def test_fixed_step_counts_and_stats():
     st = {k: int(v) for k, v in sol.stats.items()}
     assert st["num_steps"] == st["num_accepted"] == 100 and st["num_rejected"] == 0
     assert st["num_f_evals"] >= 4 * 100
+
+
+@pytest.mark.parametrize("method", [solvers.Tsit5(), solvers.Dopri8(), solvers.Ralston(), solvers.Rodas5P(),
+                                    solvers.Rosenbrock23(), solvers.Kvaerno5(), solvers.ImplicitEuler()],
+                         ids=lambda m: type(m).__name__)
+def test_f_evaluation_count_matches_a_counter(method):
+    # scipy's nfev convention: every evaluation of f, the first step's included (Newton
+    # iterations vary per step). Counted on the host by a callback inside f.
+    count = [0]
+
+    def f(t, y, a):
+        jax.debug.callback(lambda: count.__setitem__(0, count[0] + 1))
+        return -y * (1 + jnp.sin(t)) + 0.1 * y**2
+
+    sol = solvers.solve(f, jnp.ones(3), 0.0, 2.0, method=method, rtol=1e-6, atol=1e-6)
+    jax.block_until_ready(sol.ys)
+    assert int(sol.stats["num_f_evals"]) == count[0]
+    implicit = isinstance(method, (solvers.Rosenbrock, solvers.ESDIRK))
+    assert int(sol.stats["num_jac_evals"]) == (int(sol.stats["num_steps"]) + isinstance(method, solvers.ESDIRK)
+                                              if implicit else 0)
