@@ -55,9 +55,11 @@ class Event:
         return int(self.terminal)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class Events:
-    """The events of one solve, as the loop sees them: K conditions at once."""
+    """The events of one solve, as the loop sees them: K conditions at once. Compared by
+    value (its Events are frozen), so a solve called again with the same events reuses
+    its compilation (by identity, every call had recompiled)."""
 
     events: tuple
 

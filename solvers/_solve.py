@@ -187,10 +187,13 @@ def _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjo
 
 
 def _empty_out(prob, dtype):
-    """The solve of a state with no components: nothing to integrate."""
+    """The solve of a state with no components: nothing to integrate; one step from s = 0
+    to 1 on record (dense output and saved steps read it)."""
     z = jnp.zeros((0,), dtype)
     K, E = max(prob.n_events, 1), prob.max_events
-    rec = _loop.Records(z, z, jnp.zeros((0, 2), dtype), jnp.zeros((), jnp.int32), jnp.ones((), dtype),
+    rows = prob.max_steps if prob.record_every else 0
+    s_rec, h_rec = jnp.zeros((rows,), dtype), jnp.zeros((rows,), dtype).at[:1].set(1.0)
+    rec = _loop.Records(s_rec, h_rec, jnp.stack([s_rec, h_rec], axis=1), jnp.ones((), jnp.int32), jnp.ones((), dtype),
                         -jnp.ones((), jnp.int32), jnp.zeros(prob.n_save, jnp.int32), jnp.full((K, E), -1, jnp.int32))
     return _loop.Out(jnp.zeros((prob.n_save, 0), dtype), z, jnp.ones((), dtype), jnp.full((K, E), jnp.inf, dtype),
                      jnp.zeros((K, E, 0), dtype), jnp.asarray(Status.SUCCESS, jnp.int32), jnp.zeros(5, jnp.int32), rec)

@@ -33,8 +33,6 @@ def methods(*default):
 
 KVAERNO_NFEV = "Kvaerno5 forms and factorises a Jacobian every step: 45-131 f evaluations and njev >= 3 on " \
                "fun_rational where scipy's Radau/BDF need < 40 and njev < 3 (no Jacobian reuse)"
-DOP853_DENSE = "Dopri8 dense output at a step's end is off by ~1e-14 (dense weights at theta=1 differ from b " \
-               "by 6e-14 in _tableau._dop853_dense; the step end lands at theta = 1 - ulp after rescaling)"
 
 
 def xfail_if(cond, reason):
@@ -83,8 +81,6 @@ def _integration_cases():
                     marks.append(slow)
                 if method in ("Radau", "BDF", "LSODA"):
                     marks += xfail_if(True, KVAERNO_NFEV)
-                elif method == "DOP853":
-                    marks += xfail_if(True, DOP853_DENSE)
                 yield pytest.param(method, t_span, vectorized, marks=marks, id=f"{method}-{t_span}-v{int(vectorized)}")
 
 
@@ -490,12 +486,9 @@ def test_max_step(method, t_span):
 
 
 def _first_step_cases():
-    for case in _step_cases():
-        if case.values == ("DOP853", [5, 9]):
-            # Here a step end lands one ulp short of theta = 1 after rescaling (in the other
-            # cases of this test and of test_max_step it happens not to).
-            case = pytest.param(*case.values, marks=list(case.marks) + xfail_if(True, DOP853_DENSE), id=case.id)
-        yield case
+    # (DOP853, [5, 9]): a step end lands one ulp short of theta = 1 after rescaling; the
+    # dense weights are exact there since they are written b theta + D (theta^k - theta).
+    yield from _step_cases()
 
 
 @pytest.mark.parametrize("method, t_span", list(_first_step_cases()))
@@ -606,8 +599,6 @@ def test_no_integration():
     assert_equal(sol.sol([4, 5, 6]), [[2, 2, 2], [3, 3, 3]])
 
 
-@pytest.mark.xfail(strict=True, reason="Solution.evaluate on a size-0 state crashes (IndexError: index out of "
-                   "bounds for axis 0 with size 0): _empty_out's Records hold no step rows")
 @pytest.mark.parametrize("method", methods("RK45"))
 def test_empty(method):
     # scipy: test_empty (the t_span [0, inf] half is impossible here: t1 must be finite).
