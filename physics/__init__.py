@@ -7,12 +7,15 @@
 from . import trebuchet
 from .trebuchet import (
                         Aimer,
+                        AimResult,
+                        Envelope,
                         ShotStatus,
                         Trajectory,
                         Trebuchet,
                         aim,
                         aim_direct,
                         energy,
+                        envelope,
                         shoot,
                         shoot_with_status,
                         simulate,
@@ -20,4 +23,4 @@ from .trebuchet import (
 )
 
 __all__ = ["trebuchet", "Trebuchet", "shoot", "shoot_with_status", "simulate", "energy",
-           "Trajectory", "ShotStatus", "Aimer", "train_aimer", "aim", "aim_direct"]
+           "Trajectory", "ShotStatus", "Aimer", "AimResult", "train_aimer", "aim", "aim_direct", "Envelope", "envelope"]

@@ -311,7 +311,9 @@ def energy(traj: Trajectory, p: Trebuchet = Trebuchet()):
     return jnp.where(traj.phase < 2, e, jnp.nan)
 
 
-from ._aim import Aimer, aim, aim_direct, misses, sample_queries, train_aimer  # noqa: E402
+from ._aim import Aimer, AimResult, aim, aim_direct, misses, sample_queries, train_aimer  # noqa: E402
+from ._envelope import Envelope, envelope  # noqa: E402
 
 __all__ = ["Trebuchet", "shoot", "shoot_with_status", "simulate", "energy", "Trajectory",
-           "ShotStatus", "Aimer", "train_aimer", "aim", "aim_direct", "misses", "sample_queries"]
+           "ShotStatus", "Aimer", "AimResult", "train_aimer", "aim", "aim_direct", "misses",
+           "sample_queries", "Envelope", "envelope"]
