@@ -22,7 +22,8 @@ Phases (equations in `physics._trebuchet_model`):
     2. sling: arm, counterweight and sling swing freely until release;
     3. flight: point projectile with gravity and quadratic drag relative to the wind, until it
        is back at ground level.
-Each phase is one `solvers.solve` with a terminal event; event times are differentiable, so
+The phases are chained by `solvers.solve_phases` (each one `solvers.solve` with a terminal
+event, the sling's end mapped to the flight's state); event times are differentiable, so
 `shoot` is differentiable in reverse mode (default) and forward mode
 (``adjoint=solvers.ForwardMode()``) with respect to wind, angle, weight and every float field
 of `Trebuchet`.
@@ -131,10 +132,10 @@ def _raise_if_failed(status, angle, weight, p):
 # --------------------------------------------------------------------------- phases
 
 
-# The three phases are three `solvers.solve` calls with terminal events, the end state of
-# one the start of the next. (One solve inside a lax.scan over the phase index compiles a
-# little faster, but under vmap its phase switch evaluates every phase's equations at
-# every step: three times slower training.)
+# The three phases are `solvers.solve_phases`: three solves with terminal events, the end
+# state of one (through a reset map) the start of the next. (One solve inside a lax.scan
+# over the phase index compiles a little faster, but under vmap its phase switch evaluates
+# every phase's equations at every step: three times slower training.)
 GROUND, SLING, FLIGHT = 0, 1, 2
 
 
@@ -144,28 +145,41 @@ class _Phase(NamedTuple):
     y_end: Any  # state there
 
 
-def _run_phase(rhs, y0, t0, duration, args, cond, direction, adjoint, rtol, atol):
-    sol = solvers.solve(rhs, y0, t0, t0 + duration, args, method=solvers.Tsit5(),
-                        rtol=rtol, atol=atol, adjoint=adjoint,
-                        event=solvers.Event(cond, direction=direction), throw=False)
-    # ts[-1] is the event time when the event fired and t1 otherwise: finite either way, so
-    # a failed phase does not poison the next one with inf.
-    y_end = jax.tree_util.tree_map(lambda x: x[-1], sol.ys)
-    return _Phase(sol, sol.ts[-1], y_end)
+# solve_phases passes one args to every phase: (params, weight, angle, wind).
+def _release(t, y, args):
+    return _m.release_condition(t, y, args[:3])
+
+
+def _flight_rhs(t, y, args):
+    return _m.flight_rhs(t, y, (args[0], args[3]))
+
+
+def _landing(t, y, args):
+    return _m.height_above_ground(t, y, (args[0], args[3]))
+
+
+def _to_flight(t, y, args):
+    return _m.projectile_state(y, args[0])
+
+
+PHASES = (
+    solvers.Phase(_m.ground_rhs, solvers.Event(_m.normal_force, direction=-1), None, GROUND_TIME),
+    solvers.Phase(_m.sling_rhs, solvers.Event(_release, direction=+1), _to_flight, SLING_TIME),
+    solvers.Phase(_flight_rhs, solvers.Event(_landing, direction=-1), None, FLIGHT_TIME),
+)
 
 
 def _phases(wind, angle, weight, p, adjoint, rtol, atol):
     """Runs ground, sling and flight: returns the three _Phase results and a ShotStatus."""
-    launch = (p, weight, angle)
     y0 = _m.initial_state(p)
-    run = lambda *a: _run_phase(*a, adjoint, rtol, atol)
-    ground = run(_m.ground_rhs, y0, jnp.zeros_like(weight), GROUND_TIME, launch,
-                 _m.normal_force, -1)
-    sling = run(_m.sling_rhs, ground.y_end, ground.t_end, SLING_TIME, launch,
-                _m.release_condition, +1)
-    flight = run(_m.flight_rhs, _m.projectile_state(sling.y_end, p), sling.t_end, FLIGHT_TIME,
-                 (p, wind), _m.height_above_ground, -1)
-    status = _status(angle, weight, p, y0, launch, (ground, sling, flight))
+    sol = solvers.solve_phases(PHASES, y0, 0.0, GROUND_TIME + SLING_TIME + FLIGHT_TIME,
+                               (p, weight, angle, wind), method=solvers.Tsit5(), rtol=rtol,
+                               atol=atol, adjoint=adjoint, throw=False)
+    # ts[-1] is the event time when the event fired and the phase's end otherwise: finite
+    # either way, so a failed phase does not poison the next one with inf.
+    ground, sling, flight = (_Phase(s, s.ts[-1], jax.tree_util.tree_map(lambda x: x[-1], s.ys))
+                             for s in sol.phases)
+    status = _status(angle, weight, p, y0, (p, weight, angle), (ground, sling, flight))
     return (ground, sling, flight), status
 
 
