@@ -10,6 +10,7 @@ from .trebuchet import (
                         AimResult,
                         Envelope,
                         ShotStatus,
+                        Surrogate,
                         Trajectory,
                         Trebuchet,
                         aim,
@@ -20,7 +21,9 @@ from .trebuchet import (
                         shoot_with_status,
                         simulate,
                         train_aimer,
+                        train_surrogate,
 )
 
 __all__ = ["trebuchet", "Trebuchet", "shoot", "shoot_with_status", "simulate", "energy",
-           "Trajectory", "ShotStatus", "Aimer", "AimResult", "train_aimer", "aim", "aim_direct", "Envelope", "envelope"]
+           "Trajectory", "ShotStatus", "Aimer", "AimResult", "train_aimer", "aim", "aim_direct",
+           "Envelope", "envelope", "Surrogate", "train_surrogate"]

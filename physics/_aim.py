@@ -135,7 +135,7 @@ def _fit(mlp, static, x, y, weight, iterations):
     return eqx.combine(unravel(theta), mstatic), loss
 
 
-def _newton_targets(aimer, target, wind, p, rtol):
+def _newton_targets(aimer, target, wind, distance):
     """One Newton step per query along the path, through the simulator (forward mode):
     returns the improved s, the weights (slope / target)^2 that make the fit's loss the
     squared relative miss (Gauss-Newton), and the current misses (m)."""
@@ -143,7 +143,7 @@ def _newton_targets(aimer, target, wind, p, rtol):
     s = np.clip(np.asarray(jax.vmap(aimer.s)(target, wind)), 0.0, S_MAX)
     a_best = np.asarray(jax.vmap(env.best_angle)(wind))
     angle, log_w, da, dlw = settings(s, a_best)
-    d, slope = _env.shoot_dir(wind, angle, log_w, da, dlw, p, rtol)
+    d, slope = distance(wind, angle, log_w, da, dlw)
     miss = d - np.asarray(target)
     ok = np.isfinite(miss) & (slope > 0)
     step = np.clip(-np.where(ok, miss / np.where(ok, slope, 1.0), 0.0), -0.1, 0.1)
@@ -163,7 +163,8 @@ def _table_targets(env, target, wind):
 def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int = 2048,
                 steps: int = 100, refit_steps: int = 30, width: int = 16, depth: int = 2,
                 rtol: float = TRAIN_RTOL, progress: bool = True,
-                history: list | None = None, envelope_: Envelope | None = None) -> Aimer:
+                history: list | None = None, envelope_: Envelope | None = None,
+                surrogate=None) -> Aimer:
     """Trains an `Aimer` for machine p through `shoot` (Gauss-Newton in the path parameter).
 
     1. The machine's `Envelope` (the aiming path's table, ~3600 forward-mode throws).
@@ -183,7 +184,13 @@ def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int 
     _check_positive(rounds=rounds, batch=batch, steps=steps, width=width, depth=depth)
     p = _as_arrays(p)
     start = time.perf_counter()
-    env = envelope(p, rtol=rtol) if envelope_ is None else envelope_
+    if surrogate is None:
+        distance = _env.simulator(p, rtol)
+    else:
+        from ._surrogate import directional
+
+        distance = directional(surrogate)
+    env = envelope(p, distance=distance) if envelope_ is None else envelope_
     if progress:
         print(f"training aimer: envelope {time.perf_counter() - start:.1f} s")
     init_key, key = jax.random.split(key)
@@ -199,7 +206,7 @@ def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int 
             y, w = _table_targets(env, target, wind)
             mean_miss = math.nan
         else:
-            y, w, miss = _newton_targets(aimer, target, wind, p, rtol)
+            y, w, miss = _newton_targets(aimer, target, wind, distance)
             mean_miss = float(np.nanmean(np.abs(miss)))
         x = jnp.stack([target, wind], axis=1)
         mlp, loss = _fit(aimer.mlp, static, x, jnp.asarray(y), jnp.asarray(w),
