@@ -161,7 +161,7 @@ def _table_targets(env, target, wind):
 
 
 def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int = 2048,
-                steps: int = 100, refit_steps: int = 30, width: int = 16, depth: int = 2,
+                steps: int = 60, refit_steps: int = 20, width: int = 16, depth: int = 2,
                 rtol: float = TRAIN_RTOL, progress: bool = True,
                 history: list | None = None, envelope_: Envelope | None = None,
                 surrogate=None) -> Aimer:
@@ -209,8 +209,9 @@ def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int 
             y, w, miss = _newton_targets(aimer, target, wind, distance)
             mean_miss = float(np.nanmean(np.abs(miss)))
         x = jnp.stack([target, wind], axis=1)
+        # The iteration count is traced: one compilation serves both fits.
         mlp, loss = _fit(aimer.mlp, static, x, jnp.asarray(y), jnp.asarray(w),
-                         steps if r == 0 else refit_steps)
+                         jnp.asarray(steps if r == 0 else refit_steps))
         aimer = eqx.tree_at(lambda a: a.mlp, aimer, mlp)
         if progress:
             print(f"training aimer: round {r}/{rounds}: mean |miss| before the fit "
