@@ -4,7 +4,7 @@
     d = trebuchet.shoot(wind, angle, weight, trebuchet.Trebuchet())
 """
 
-from . import trebuchet
+from . import cartpole, trebuchet
 from .trebuchet import (
                         Aimer,
                         AimResult,
@@ -24,6 +24,6 @@ from .trebuchet import (
                         train_surrogate,
 )
 
-__all__ = ["trebuchet", "Trebuchet", "shoot", "shoot_with_status", "simulate", "energy",
+__all__ = ["trebuchet", "cartpole", "Trebuchet", "shoot", "shoot_with_status", "simulate", "energy",
            "Trajectory", "ShotStatus", "Aimer", "AimResult", "train_aimer", "aim", "aim_direct",
            "Envelope", "envelope", "Surrogate", "train_surrogate"]
