@@ -83,12 +83,19 @@ def main():
           f"max |miss| {np.max(np.abs(np.asarray(r.predicted_miss)[ok]), initial=0):.2e} m, "
           f"{ok.sum()}/{k} reachable")
 
+    reach = np.asarray(tb.aim(aimer, target, wind).reachable)
+    pct = 100 * miss / target
+    span = 1.2 * np.max(np.abs(pct[reach]), initial=0.01)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, x, label in zip(axes, (target, wind), ("target (m)", "wind (m/s, + = tailwind)")):
-        ax.scatter(x, 100 * miss / target, s=4, alpha=0.5)
+        ax.scatter(x[reach], pct[reach], s=4, alpha=0.5, label="reachable")
+        # Out of reach (flagged by aim): drawn at the edge of the plot.
+        ax.scatter(x[~reach], np.clip(pct[~reach], -span, span), s=25, marker="x", color="C3",
+                   label=f"out of reach ({np.sum(~reach)}, flagged)")
         ax.axhline(0, color="0.5", lw=1)
-        ax.set(xlabel=label)
+        ax.set(xlabel=label, ylim=(-span, span))
     axes[0].set(ylabel="miss (% of target)")
+    axes[0].legend(fontsize=8)
     fig.suptitle(f"neural aiming through the simulator: mean |miss| {100 * np.mean(rel):.3f}% "
                  f"after {train_s:.0f} s of training")
     fig.tight_layout()
