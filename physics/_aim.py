@@ -2,7 +2,7 @@
 per-query Newton aiming, both along the aiming path of `physics._envelope` and both
 saying whether a target is reachable. Re-exported by `physics.trebuchet`.
 
-    aimer = train_aimer(jax.random.PRNGKey(0))         # ~30 s on two CPU cores
+    aimer = train_aimer(jax.random.PRNGKey(0))         # 47 s on 2 cores at load 4.5
     angle, weight = aim(aimer, 70.0, -4.0)             # hit 70 m with a 4 m/s headwind
     r = aim(aimer, 70.0, -4.0); r.reachable, r.predicted_miss
     r = aim_direct(70.0, -4.0, Trebuchet())            # Newton through shoot, arrays too
