@@ -271,8 +271,19 @@ def aim(aimer: Aimer, target, wind) -> AimResult:
     this flags a network that is off); elsewhere the shortfall of the best setting (target
     beyond the longest throw: longest minus target, negative). Angle and weight are NaN
     where the target is not reachable. Compiled once; microseconds a query in batches."""
+    _check_finite("aim", target=target, wind=wind)
     target, wind = (jnp.asarray(x, float) for x in (target, wind))
     return _aim_batch(aimer, target, wind)
+
+
+def _check_finite(where, **arrays):
+    for name, x in arrays.items():
+        try:
+            values = np.asarray(x, float)
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+            continue  # traced: checked by nobody, NaN in gives NaN out
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{where}: {name} must be finite (m or m/s), got {x!r}")
 
 
 # --------------------------------------------------------------------------- direct aiming
@@ -352,6 +363,7 @@ def aim_direct(target, wind, p: Trebuchet = Trebuchet(), *, angle=None, tol: flo
     from .trebuchet import _as_arrays
 
     _check_direct(tol, iterations, angle)
+    _check_finite("aim_direct", target=target, wind=wind)
     p = _as_arrays(p)
     t, w = np.broadcast_arrays(np.asarray(target, float), np.asarray(wind, float))
     shape, t, w = t.shape, t.ravel(), w.ravel()

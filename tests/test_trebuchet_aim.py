@@ -131,6 +131,14 @@ def test_aim_direct_rejects_bad_arguments(kwargs):
         tb.aim_direct(70.0, 0.0, P, **kwargs)
 
 
+def test_non_finite_queries_are_rejected(env):
+    aimer = tb.Aimer(jax.random.PRNGKey(0), env)
+    with pytest.raises(ValueError, match="target"):
+        tb.aim(aimer, [50.0, float("nan")], 0.0)
+    with pytest.raises(ValueError, match="wind"):
+        tb.aim_direct(50.0, float("inf"), P, envelope_=env)
+
+
 @pytest.mark.slow
 def test_default_training_quality():
     aimer = tb.train_aimer(jax.random.PRNGKey(0), P, progress=False)
