@@ -1,6 +1,6 @@
 """Neural aiming: a network learns to aim a trebuchet by backpropagating through the simulator.
 
-    python examples/trebuchet_aim.py [--quick] [--out DIR] [--steps N] [--seed S]
+    python examples/trebuchet_aim.py [--quick] [--out DIR] [--rounds N] [--seed S]
 
 Trains `trebuchet.train_aimer` (target uniform in 20-100 m, wind normal with sd 5 m/s;
 47-94 s measured on 2 cores shared at load 4.5-8.5), reports its misses on fresh (target, wind) pairs, shows
