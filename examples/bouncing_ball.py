@@ -1,6 +1,6 @@
-"""A ball bouncing with restitution e: each flight is a `solvers.solve` ended by a
-terminal event at the floor; the velocity is reversed and scaled by e, and the next
-phase starts there. Draws the trajectory (dense output between bounces) and prints the
+"""A ball bouncing with restitution e, as a hybrid system: `solvers.solve_phases` with
+one `solvers.Phase` per flight, each ended by a terminal event at the floor, whose reset
+map reverses the velocity and scales it by e. Draws the trajectory (dense output between bounces) and prints the
 total time of N bounces and its derivative w.r.t. e (jax.grad through all phases and
 event times) next to the closed form.
 
@@ -19,23 +19,26 @@ jax.config.update("jax_enable_x64", True)
 import solvers  # noqa: E402
 
 G, H0 = 9.81, 1.0
-floor = solvers.Event(lambda t, y, g: y[0], direction=-1)
+floor = solvers.Event(lambda t, y, args: y[0], direction=-1)
 
 
-def fall(t, y, g):
+def fall(t, y, args):
+    g, _ = args
     return jnp.stack([y[1], -g])
 
 
+def bounce(t, y, args):
+    _, e = args
+    return jnp.stack([0.0 * y[0], -e * y[1]])
+
+
 def bounces(e, n):
-    """Phases of n flights; returns the total time and each phase's Solution."""
-    t, y, sols = jnp.zeros(()), jnp.stack([jnp.asarray(H0), 0.0 * e]), []
-    for _ in range(n):
-        sol = solvers.solve(fall, y, t, t + 10.0, jnp.asarray(G), event=floor, rtol=1e-10, atol=1e-10,
-                            saveat=solvers.SaveAt(dense=True))
-        sols.append(sol)
-        t, y = sol.t_event, sol.ys[-1]
-        y = jnp.stack([0.0 * y[0], -e * y[1]])
-    return t, sols
+    """n flights as n phases; returns the total time and the `PhasesSolution`."""
+    phases = [solvers.Phase(fall, floor, bounce)] * n
+    y0 = jnp.stack([jnp.asarray(H0), 0.0 * e])
+    sol = solvers.solve_phases(phases, y0, 0.0, 10.0 * n, (jnp.asarray(G), e), rtol=1e-10, atol=1e-10,
+                               saveat=solvers.SaveAt(dense=True))
+    return sol.t_events[-1], sol
 
 
 def closed_form(e, n):
@@ -64,17 +67,14 @@ def main(argv=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _, sols = bounces(jnp.asarray(e), n)
+    _, psol = bounces(jnp.asarray(e), n)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     t_start = 0.0
-    for k, sol in enumerate(sols):
+    for k, sol in enumerate(psol.phases):
         t_end = float(sol.t_event)
-        # dense output between bounces (evaluate falls back on the saved end point if it fails)
+        # each phase's dense output, from its start to its bounce
         tt = np.linspace(t_start, t_end, 60)
-        try:
-            hh = np.asarray(sol.evaluate(jnp.asarray(tt))[:, 0])
-        except ValueError:
-            hh = np.full_like(tt, np.nan)
+        hh = np.asarray(sol.evaluate(jnp.asarray(tt))[:, 0])
         ax.plot(tt, hh, "C0-")
         ax.plot([t_end], [float(sol.ys[-1, 0])], "C3o", ms=4, label="event (floor)" if k == 0 else None)
         t_start = t_end

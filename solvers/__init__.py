@@ -18,6 +18,7 @@ from ._controller import AbstractController, ConstantStepSize, Decision, PIDCont
 from ._errors import SolveError
 from ._event import Event
 from ._loop import forward as run_loop
+from ._phases import Phase, solve_phases
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Ralston, Tsit5
 from ._saveat import SaveAt
 from ._solution import Solution
@@ -45,5 +46,5 @@ __all__ = [
     "Kvaerno5", "Rosenbrock", "RosenbrockTableau", "ESDIRK", "ESDIRKTableau",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
-    "Decision", "run_loop",
+    "Decision", "run_loop", "Phase", "solve_phases",
 ]
