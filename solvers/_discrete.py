@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from equinox.internal import unvmap_any
 
 from . import _loop
 from ._base import Status
@@ -23,7 +24,7 @@ def step_outputs(prob, out, j, y_j, p, ss, res):
     if prob.events is not None:
         in_step = rec.event_step == j  # (K, E)
         stopped = (out.status == Status.EVENT) & (j == rec.n - 1)
-        thetas = jax.lax.cond(jnp.any(in_step) | stopped,
+        thetas = jax.lax.cond(unvmap_any(jnp.any(in_step) | stopped),  # see `_loop._events`
                               lambda: _loop.event_thetas(prob, s_j, h_j, res.dense, res.y1, p),
                               lambda: jnp.ones(prob.n_events, y_j.dtype))
         y_at = jax.vmap(lambda th: _loop.interp(method, res.dense, res.y1, h_j, th))(thetas)
