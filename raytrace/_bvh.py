@@ -1,15 +1,20 @@
-"""Bounding-volume hierarchy over triangles.
+"""Bounding-volume hierarchy over a mesh's triangles, built in JAX.
 
-The tree's *topology* (which triangles sit in which leaf) is built once on the
-host with numpy by median splits.  Its *boxes* are recomputed in JAX from the
-current vertices at every render ("refit"), so a scene whose vertices were
-changed after building (e.g. with `eqx.tree_at`) still renders exactly; only
-the traversal speed degrades if they moved a lot.
+Build (`build_bvh`): triangles are sorted along a 30-bit Morton curve of
+their centroids (one `argsort`) and cut into leaves of LEAF_SIZE consecutive
+triangles; the tree over the leaves is the complete binary tree in heap order
+(children of node i are 2i+1 and 2i+2), so its topology is implied by the
+leaf count alone.  This is plain vectorised JAX: it runs on concrete or on
+traced vertices alike, so a Mesh built inside `jit`/`grad` gets its BVH too.
+Leaves past the last triangle repeat it (never an empty box).
 
-Traversal finds the index of the hit triangle with a per-ray `while_loop` and a
-fixed-size stack.  It runs on `stop_gradient` inputs: the index is discrete,
-and the differentiable hit distance and normal are recomputed afterwards from
-that triangle's vertices (reverse mode cannot go through a while_loop anyway).
+Refit (`refit`): node boxes from the current vertices, level by level
+(vectorised pairwise min/max), at every render; a gradient step that moves
+vertices keeps the sort order and only slows traversal if they moved a lot.
+
+Traversal (`traverse`) finds the index of the hit triangle with a per-ray
+`while_loop` and a fixed-size stack, on `stop_gradient` inputs: the index is
+discrete, and the differentiable hit is recomputed from that triangle.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._geometry import moller_trumbore
 
@@ -25,80 +29,58 @@ LEAF_SIZE = 4
 
 
 class BVH(eqx.Module):
-    """Binary BVH topology.
+    """order: (n_leaves * LEAF_SIZE,) int32 face ids in leaf order (padded by
+    repeating the last); depth: static number of inner levels (n_leaves = 2**depth)."""
 
-    left, right: (N,) int32 child node ids, -1 for leaves
-    leaf_tris:   (N, LEAF_SIZE) int32 triangle ids of each leaf, -1 padding
-    levels:      inner node ids grouped by depth (root first), for the refit
-    stack_size:  static traversal stack size (tree depth + 2)
-    """
-
-    left: jnp.ndarray
-    right: jnp.ndarray
-    leaf_tris: jnp.ndarray
-    levels: tuple
-    stack_size: int = eqx.field(static=True)
+    order: jax.Array
+    depth: int = eqx.field(static=True)
 
 
-def build_bvh(a, b, c, leaf_size=LEAF_SIZE):
-    """Build the topology from concrete (F, 3) vertex arrays (numpy)."""
-    a, b, c = (np.asarray(x, dtype=np.float64) for x in (a, b, c))
-    cent = (np.minimum(np.minimum(a, b), c) + np.maximum(np.maximum(a, b), c)) / 2
-    left, right, leaves, depth_of = [], [], [], []
-    todo = [(np.arange(len(a)), 0, -1, 0)]  # (triangles, depth, parent, side)
-    while todo:
-        idx, depth, parent, side = todo.pop()
-        node = len(left)
-        left.append(-1)
-        right.append(-1)
-        depth_of.append(depth)
-        if parent >= 0:
-            (left if side == 0 else right)[parent] = node
-        if len(idx) <= leaf_size:
-            leaves.append(np.pad(idx, (0, leaf_size - len(idx)), constant_values=-1))
-            continue
-        leaves.append(np.full(leaf_size, -1))
-        span = np.ptp(cent[idx], axis=0)
-        axis = int(np.argmax(span))
-        order = idx[np.argsort(cent[idx, axis], kind="stable")]
-        mid = len(order) // 2
-        todo.append((order[mid:], depth + 1, node, 1))
-        todo.append((order[:mid], depth + 1, node, 0))
-    left = np.asarray(left, np.int32)
-    right = np.asarray(right, np.int32)
-    depth_of = np.asarray(depth_of)
-    inner = left >= 0
-    levels = tuple(
-        jnp.asarray(np.nonzero(inner & (depth_of == k))[0].astype(np.int32))
-        for k in range(int(depth_of.max()) + 1)
-        if np.any(inner & (depth_of == k))
-    )
-    return BVH(
-        left=jnp.asarray(left),
-        right=jnp.asarray(right),
-        leaf_tris=jnp.asarray(np.stack(leaves).astype(np.int32)),
-        levels=levels,
-        stack_size=int(depth_of.max()) + 2,
-    )
+def _spread_bits(x):
+    """10-bit integers -> their bits at every third position (for Morton codes)."""
+    x = x.astype(jnp.uint32)
+    x = (x | (x << 16)) & 0x030000FF
+    x = (x | (x << 8)) & 0x0300F00F
+    x = (x | (x << 4)) & 0x030C30C3
+    x = (x | (x << 2)) & 0x09249249
+    return x
+
+
+def build_bvh(vertices, faces, leaf_size=LEAF_SIZE):
+    """BVH of triangles faces (F, 3) int over vertices (V, 3) (no gradient)."""
+    v = jax.lax.stop_gradient(jnp.asarray(vertices))
+    n_faces = faces.shape[0]
+    depth = max(0, (-(-n_faces // leaf_size) - 1).bit_length())
+    tri = v[faces]  # (F, 3 vertices, 3)
+    cent = (tri.min(axis=1) + tri.max(axis=1)) / 2
+    lo, hi = cent.min(axis=0), cent.max(axis=0)
+    q = jnp.clip((cent - lo) / jnp.where(hi > lo, hi - lo, 1.0) * 1023.0, 0, 1023)
+    code = (_spread_bits(q[:, 0]) << 2) | (_spread_bits(q[:, 1]) << 1) | _spread_bits(q[:, 2])
+    order = jnp.argsort(code).astype(jnp.int32)
+    pad = (2**depth) * leaf_size - n_faces
+    order = jnp.concatenate([order, jnp.broadcast_to(order[-1:], (pad,))])
+    return BVH(order=order, depth=depth)
+
+
+def leaf_triangles(bvh, vertices, faces):
+    """Vertices a, b, c (n_leaves * LEAF_SIZE, 3) of the triangles in leaf order."""
+    f = faces[bvh.order]
+    return vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
 
 
 def refit(bvh, a, b, c):
-    """Node boxes (N, 3) lo and hi from the current vertices (no gradient)."""
-    a, b, c = (jax.lax.stop_gradient(x) for x in (a, b, c))
-    tri_lo = jnp.minimum(jnp.minimum(a, b), c)
-    tri_hi = jnp.maximum(jnp.maximum(a, b), c)
-    ids = bvh.leaf_tris
-    valid = (ids >= 0)[..., None]
-    safe = jnp.where(ids >= 0, ids, 0)
-    lo = jnp.min(jnp.where(valid, tri_lo[safe], jnp.inf), axis=1)
-    hi = jnp.max(jnp.where(valid, tri_hi[safe], -jnp.inf), axis=1)
-    for lvl in reversed(bvh.levels):
-        lo = lo.at[lvl].set(jnp.minimum(lo[bvh.left[lvl]], lo[bvh.right[lvl]]))
-        hi = hi.at[lvl].set(jnp.maximum(hi[bvh.left[lvl]], hi[bvh.right[lvl]]))
-    return lo, hi
+    """Node boxes lo, hi (2**(depth+1) - 1, 3) in heap order from leaf-order triangles."""
+    lo = jnp.minimum(jnp.minimum(a, b), c).reshape(2**bvh.depth, -1, 3).min(axis=1)
+    hi = jnp.maximum(jnp.maximum(a, b), c).reshape(2**bvh.depth, -1, 3).max(axis=1)
+    los, his = [lo], [hi]
+    while los[0].shape[0] > 1:
+        los.insert(0, los[0].reshape(-1, 2, 3).min(axis=1))
+        his.insert(0, his[0].reshape(-1, 2, 3).max(axis=1))
+    return jnp.concatenate(los), jnp.concatenate(his)
 
 
 def _slab(o, inv_d, lo, hi):
+    """Entry distance of the ray into box [lo, hi] and whether it enters before leaving."""
     t1 = (lo - o) * inv_d
     t2 = (hi - o) * inv_d
     tmin = jnp.max(jnp.minimum(t1, t2))
@@ -106,51 +88,46 @@ def _slab(o, inv_d, lo, hi):
     return tmin, tmax >= jnp.maximum(tmin, 0.0)
 
 
-def traverse(bvh, boxes, a, b, c, o, d, tmax, any_hit=False):
-    """Index of the closest triangle hit by one ray within (EPS, tmax), or -1.
+def traverse(bvh, boxes, tris, o, d, tmin, tmax, any_hit=False):
+    """Leaf-order slot of the closest triangle hit by one ray within (tmin, tmax), or -1.
 
-    any_hit=True stops at the first hit found (shadow rays).  No gradient.
-    """
+    o, d (3,) (d of any length: the ray may be in a mesh's object space);
+    tris: leaf-order vertices from `leaf_triangles`; boxes from `refit`.
+    any_hit=True stops at the first hit found (shadow rays).  No gradient."""
     lo, hi = boxes
-    a, b, c, o, d = (jax.lax.stop_gradient(x) for x in (a, b, c, o, d))
-    tiny = 1e-12
+    a, b, c = tris
+    n_inner = 2**bvh.depth - 1
+    leaf = a.shape[0] // (n_inner + 1)
+    tiny = jnp.finfo(d.dtype).tiny
     inv_d = 1.0 / jnp.where(jnp.abs(d) < tiny, jnp.where(d < 0, -tiny, tiny), d)
-    stack0 = jnp.zeros(bvh.stack_size, jnp.int32)
-    best_t0 = jnp.asarray(jax.lax.stop_gradient(tmax), dtype=o.dtype)
+    mt = jax.vmap(moller_trumbore, in_axes=(None, None, None, 0, 0, 0))
 
     def cond(state):
-        _, sp, best_t, best_i = state
-        go = sp > 0
-        if any_hit:
-            go = go & (best_i < 0)
-        return go
+        _, sp, _, best_i = state
+        return (sp > 0) & ~(any_hit & (best_i >= 0))
 
     def body(state):
         stack, sp, best_t, best_i = state
         sp = sp - 1
         node = stack[sp]
-        l, r = bvh.left[node], bvh.right[node]
-        leaf = l < 0
-        # Leaf: test its triangles (padding slots give inf).
-        ids = bvh.leaf_tris[node]
-        safe = jnp.where(ids >= 0, ids, 0)
-        ts = jax.vmap(moller_trumbore, in_axes=(None, None, 0, 0, 0))(
-            o, d, a[safe], b[safe], c[safe]
-        )
-        ts = jnp.where(leaf & (ids >= 0), ts, jnp.inf).astype(best_t.dtype)
+        is_leaf = node >= n_inner
+        # Leaf: test its triangles.
+        slots = jnp.maximum(node - n_inner, 0) * leaf + jnp.arange(leaf, dtype=jnp.int32)
+        ts = jnp.where(is_leaf, mt(o, d, tmin, a[slots], b[slots], c[slots]), jnp.inf)
         k = jnp.argmin(ts)
         better = ts[k] < best_t
         best_t = jnp.where(better, ts[k], best_t)
-        best_i = jnp.where(better, ids[k], best_i)
-        # Inner node: push the children whose boxes are hit before best_t,
+        best_i = jnp.where(better, slots[k], best_i)
+        # Inner node: push the children whose boxes are entered before best_t,
         # the nearer one last so that it is popped first.
-        ls, rs = jnp.maximum(l, 0), jnp.maximum(r, 0)
-        tl, hl = _slab(o, inv_d, lo[ls], hi[ls])
-        tr, hr = _slab(o, inv_d, lo[rs], hi[rs])
-        hl = hl & ~leaf & (tl < best_t)
-        hr = hr & ~leaf & (tr < best_t)
+        l = jnp.minimum(2 * node + 1, lo.shape[0] - 1)
+        r = jnp.minimum(2 * node + 2, lo.shape[0] - 1)
+        tl, hl = _slab(o, inv_d, lo[l], hi[l])
+        tr, hr = _slab(o, inv_d, lo[r], hi[r])
+        hl = hl & ~is_leaf & (tl < best_t)
+        hr = hr & ~is_leaf & (tr < best_t)
         left_near = tl <= tr
-        far, near = jnp.where(left_near, rs, ls), jnp.where(left_near, ls, rs)
+        far, near = jnp.where(left_near, r, l), jnp.where(left_near, l, r)
         hfar, hnear = jnp.where(left_near, hr, hl), jnp.where(left_near, hl, hr)
         stack = stack.at[sp].set(jnp.where(hfar, far, stack[sp]))
         sp = sp + hfar.astype(jnp.int32)
@@ -158,14 +135,5 @@ def traverse(bvh, boxes, a, b, c, o, d, tmax, any_hit=False):
         sp = sp + hnear.astype(jnp.int32)
         return stack, sp, best_t, best_i
 
-    state = (stack0, jnp.int32(1), best_t0, jnp.int32(-1))
-    _, _, _, best_i = jax.lax.while_loop(cond, body, state)
-    return best_i
-
-
-def brute_force(a, b, c, o, d, tmax):
-    """Same contract as `traverse` without acceleration (small meshes, tests)."""
-    a, b, c, o, d, tmax = (jax.lax.stop_gradient(x) for x in (a, b, c, o, d, tmax))
-    ts = jax.vmap(moller_trumbore, in_axes=(None, None, 0, 0, 0))(o, d, a, b, c)
-    k = jnp.argmin(ts)
-    return jnp.where(ts[k] < tmax, k, -1).astype(jnp.int32)
+    state = (jnp.zeros(bvh.depth + 2, jnp.int32), jnp.int32(1), jnp.asarray(tmax, o.dtype), jnp.int32(-1))
+    return jax.lax.while_loop(cond, body, state)[3]

@@ -1,0 +1,181 @@
+"""Triangle meshes with a differentiable pose, intersected through a BVH.
+
+Rays are taken into the mesh's object space (inverse of its Transform) for
+the BVH traversal, so the BVH (built on the object-space vertices) stays
+valid under any pose.  The traversal only answers which triangle is hit
+(no gradient); depth, point and normal are then recomputed differentiably
+from that triangle's world-space vertices, so a gradient costs about one
+extra shading pass, not the reverse of the traversal loop.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _bvh
+from ._checks import as_float, check_range, check_triangles, concrete
+from ._geometry import Vec3, triangle_layer
+from ._objects import AbstractObject, Material
+
+# Rays are traced in chunks so that the BVH while_loop of a chunk only waits
+# for the slowest ray of that chunk, not of the whole image.
+BVH_CHUNK = 2048
+
+
+def _rotation_matrix(rotation):
+    """(3, 3) rotation from a rotation vector (3,) (axis times angle, radians)
+    or a quaternion (4,) (w, x, y, z), any nonzero length.  Smooth everywhere:
+    the rotation vector's sin(t)/t and (1 - cos(t))/t^2 use their Taylor
+    series near t = 0 (double where), so the gradient at zero rotation is finite."""
+    if rotation.shape == (4,):
+        w, x, y, z = rotation / jnp.sqrt(jnp.sum(rotation**2))
+        return jnp.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                          [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                          [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    t2 = jnp.sum(rotation**2)
+    small = t2 < jnp.sqrt(jnp.finfo(rotation.dtype).eps)
+    t2s = jnp.where(small, 1.0, t2)
+    t = jnp.sqrt(t2s)
+    a = jnp.where(small, 1 - t2 / 6 + t2 * t2 / 120, jnp.sin(t) / t)
+    b = jnp.where(small, 0.5 - t2 / 24 + t2 * t2 / 720, (1 - jnp.cos(t)) / t2s)
+    x, y, z = rotation
+    k = jnp.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]], rotation.dtype)
+    return jnp.eye(3, dtype=rotation.dtype) + a * k + b * (k @ k)
+
+
+class Transform(eqx.Module):
+    """Pose of a mesh: world = R (scale * local) + translation.
+
+    translation (3,) world units; rotation (3,) rotation vector (axis times
+    angle in radians) or (4,) quaternion (w, x, y, z), normalised here;
+    scale () or (3,) > 0 (per axis).  All differentiable."""
+
+    translation: jax.Array
+    rotation: jax.Array
+    scale: jax.Array
+
+    def __init__(self, translation=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0), scale=1.0):
+        self.translation = as_float(translation, (3,), "Transform translation")
+        self.rotation = as_float(rotation, None, "Transform rotation")
+        self.scale = as_float(scale, None, "Transform scale")
+        if self.rotation.shape not in ((3,), (4,)):
+            raise ValueError(f"Transform rotation must be a rotation vector (3,) or a quaternion (4,) "
+                             f"(w, x, y, z), got shape {self.rotation.shape}")
+        if self.scale.shape not in ((), (3,)):
+            raise ValueError(f"Transform scale must be a number or (3,) per axis, got shape {self.scale.shape}")
+        check_range(self.scale, "Transform scale", 0.0)
+        s, q = concrete(self.scale), concrete(self.rotation)
+        if s is not None and not np.all(s > 0):
+            raise ValueError(f"Transform scale must be positive, got {s.tolist()}")
+        if q is not None and q.shape == (4,) and not np.linalg.norm(q) > 0:
+            raise ValueError("Transform quaternion is zero; the identity rotation is (1, 0, 0, 0).")
+
+    def apply(self, v):
+        """World positions (N, 3) of object-space points v (N, 3)."""
+        return (v * self.scale) @ _rotation_matrix(self.rotation).T + self.translation
+
+    def to_local(self, o, d):
+        """Rays (Vec3s) in object space; d keeps the ray parameter t (not unit length)."""
+        rt_ = _rotation_matrix(self.rotation).T  # inverse rotation
+        t = Vec3.of(self.translation)
+
+        def local(v):
+            x, y, z = (rt_[i, 0] * v.x + rt_[i, 1] * v.y + rt_[i, 2] * v.z for i in range(3))
+            return Vec3(x, y, z) / Vec3.of(jnp.broadcast_to(self.scale, (3,)))
+
+        return local(o - t), local(d)
+
+
+def _flat(v, shape):
+    """Vec3 of batch shape S -> (N, 3) array."""
+    return v.map(lambda x: jnp.broadcast_to(x, shape)).stack().reshape(-1, 3)
+
+
+class Mesh(AbstractObject):
+    """Triangle mesh: vertices (V, 3) object-space float (differentiable), faces
+    (F, 3) int (0-based, not differentiable), material, transform (a Transform,
+    differentiable: the pose), bvh (built here from the vertices, also when
+    they are traced inside jit/grad; refit at every render).
+
+    Hard visibility: `softness` does not blur mesh silhouettes or mesh shadows."""
+
+    vertices: jax.Array
+    faces: jax.Array
+    material: Material
+    transform: Transform
+    bvh: _bvh.BVH
+    stackable: ClassVar[bool] = False
+
+    def __init__(self, vertices, faces, material=None, transform=None):
+        self.vertices = as_float(vertices, None, "Mesh vertices")
+        if self.vertices.ndim != 2 or self.vertices.shape[1] != 3:
+            raise ValueError(f"Mesh vertices must have shape (V, 3), got {self.vertices.shape}")
+        f = np.asarray(faces)
+        if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+            raise ValueError(f"Mesh faces must be an integer array of shape (F, 3), got {f.dtype} {f.shape}")
+        if f.shape[0] == 0:
+            raise ValueError("Mesh has no faces; an OBJ file needs 'f' lines.")
+        n = self.vertices.shape[0]
+        if f.min() < 0 or f.max() >= n:
+            raise ValueError(f"Mesh faces index vertices 0..{n - 1} but contain {f.min()}..{f.max()}; "
+                             "faces must be 0-based indices into vertices.")
+        self.faces = jnp.asarray(f.astype(np.int32))
+        self.material = Material() if material is None else material
+        self.transform = Transform() if transform is None else transform
+        v = self.vertices
+        check_triangles(v[f[:, 0]], v[f[:, 1]], v[f[:, 2]], "Mesh")
+        self.bvh = _bvh.build_bvh(v, self.faces)
+
+    @classmethod
+    def from_obj(cls, path, material=None, dtype=None, transform=None):
+        """Load vertices and faces ('v' and 'f' lines) from a Wavefront OBJ file (see `read_obj`)."""
+        from ._io import read_obj
+
+        vertices, faces = read_obj(path)
+        if dtype is not None:
+            vertices = vertices.astype(dtype)
+        return cls(vertices, faces, material, transform)
+
+    def world_vertices(self):
+        """(V, 3) vertices after the transform (differentiable)."""
+        return self.transform.apply(self.vertices)
+
+    def hit_slots(self, o, d, tmin, tmax, any_hit):
+        """BVH leaf-order slot (*S) int32 of the triangle hit in (tmin, tmax), or -1. No gradient."""
+        o, d, tmin, tmax = jax.lax.stop_gradient((o, d, tmin, tmax))
+        mesh = jax.lax.stop_gradient(self)
+        shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in (o.x, o.y, o.z, d.x, d.y, d.z)))
+        lo, ld = mesh.transform.to_local(o, d)
+        tris = _bvh.leaf_triangles(mesh.bvh, mesh.vertices, mesh.faces)
+        boxes = _bvh.refit(mesh.bvh, *tris)
+        rays = (_flat(lo, shape), _flat(ld, shape),
+                jnp.broadcast_to(tmin, shape).reshape(-1), jnp.broadcast_to(tmax, shape).reshape(-1))
+        rays = tuple(x.astype(mesh.vertices.dtype) for x in rays)
+        fn = jax.vmap(lambda o, d, t0, t1: _bvh.traverse(mesh.bvh, boxes, tris, o, d, t0, t1, any_hit))
+        n = rays[0].shape[0]
+        if n <= BVH_CHUNK:
+            return fn(*rays).reshape(shape)
+        pad = (-n) % BVH_CHUNK
+        chunked = tuple(jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
+                        .reshape((-1, BVH_CHUNK) + x.shape[1:]) for x in rays)
+        return jax.lax.map(lambda r: fn(*r), chunked).reshape(-1)[:n].reshape(shape)
+
+    def intersect(self, o, d, tmin, softness):
+        slot = self.hit_slots(o, d, tmin, jnp.inf, any_hit=False)
+        face = self.faces[self.bvh.order[jnp.maximum(slot, 0)]]  # (*S, 3)
+        w = self.world_vertices()
+        a, b, c = (Vec3.of(w[face[..., k]]) for k in range(3))
+        m = self.material
+        surf = m.surface()._replace(color=Vec3.of(m.color))
+        lay = triangle_layer(o, d, tmin, a, b, c, surf, None)
+        lay = lay._replace(alpha=(slot >= 0).astype(lay.depth.dtype))
+        return jax.tree_util.tree_map(lambda x: x[None], lay)
+
+    def occlude(self, o, d, tmin, tmax, softness):
+        blocked = self.hit_slots(o, d, tmin, tmax, any_hit=True) >= 0
+        return 1.0 - blocked.astype(o.x.dtype)
