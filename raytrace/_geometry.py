@@ -264,6 +264,12 @@ def moller_trumbore(o, d, tmin, a, b, c):
     return jnp.where(hit, t, jnp.inf)
 
 
+def ray_shape(o, d):
+    """Batch shape S of rays (origins and directions may be broadcast, e.g. the
+    one direction of a distant light's shadow rays)."""
+    return jnp.broadcast_shapes(*(jnp.shape(x) for x in (o.x, o.y, o.z, d.x, d.y, d.z)))
+
+
 def along_rays(tree, shape):
     """Per-object leaves of a stacked object group, (K,) or (K, 3), broadcast
     to the rays' batch shape S: (K, *S) arrays, 3-vectors as Vec3s.

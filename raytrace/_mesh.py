@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _bvh
 from ._checks import as_float, check_range, check_triangles, concrete
-from ._geometry import Vec3, triangle_layer
+from ._geometry import Vec3, ray_shape, triangle_layer
 from ._objects import AbstractObject, Material
 
 # Rays are traced in chunks so that the BVH while_loop of a chunk only waits
@@ -149,7 +149,7 @@ class Mesh(AbstractObject):
         """BVH leaf-order slot (*S) int32 of the triangle hit in (tmin, tmax), or -1. No gradient."""
         o, d, tmin, tmax = jax.lax.stop_gradient((o, d, tmin, tmax))
         mesh = jax.lax.stop_gradient(self)
-        shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in (o.x, o.y, o.z, d.x, d.y, d.z)))
+        shape = ray_shape(o, d)
         lo, ld = mesh.transform.to_local(o, d)
         tris = _bvh.leaf_triangles(mesh.bvh, mesh.vertices, mesh.faces)
         boxes = _bvh.refit(mesh.bvh, *tris)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_float, check_range, check_triangles, concrete
-from ._geometry import Layer, Surface, along_rays, plane_layer, sphere_layer, triangle_layer
+from ._geometry import Layer, Surface, along_rays, plane_layer, ray_shape, sphere_layer, triangle_layer
 
 
 class Material(eqx.Module):
@@ -66,9 +66,12 @@ class Material(eqx.Module):
 
 
 class AbstractObject(eqx.Module):
-    """A kind of scene object; see the module docstring for the contract."""
+    """A kind of scene object; see the module docstring for the contract.
 
-    material: eqx.AbstractVar[Material]
+    Subclasses declare their own fields (a `material` among them, by
+    convention; nothing here declares it, so that a subclass's fields keep
+    their order in its default constructor)."""
+
     stackable: ClassVar[bool] = True
 
     @abc.abstractmethod
@@ -80,12 +83,6 @@ class AbstractObject(eqx.Module):
         product of (1 - coverage) of the objects hit on it."""
         lay = self.intersect(o, d, tmin, softness)
         return jnp.prod(1.0 - lay.alpha * (lay.depth < tmax), axis=0)
-
-
-def _shape(o, d):
-    """Batch shape S of rays (origins and directions may be broadcast, e.g. the
-    one direction of a distant light's shadow rays)."""
-    return jnp.broadcast_shapes(*(jnp.shape(x) for x in (o.x, o.y, o.z, d.x, d.y, d.z)))
 
 
 class Sphere(AbstractObject):
@@ -105,7 +102,7 @@ class Sphere(AbstractObject):
                              "pass the absolute value (the sphere's size) as radius.")
 
     def intersect(self, o, d, tmin, softness):
-        g = along_rays(self, _shape(o, d))
+        g = along_rays(self, ray_shape(o, d))
         return sphere_layer(o, d, tmin, g.center, g.radius, g.material.surface(), softness)
 
 
@@ -125,7 +122,7 @@ class Triangle(AbstractObject):
         check_triangles(self.a[None], self.b[None], self.c[None], "Triangle")
 
     def intersect(self, o, d, tmin, softness):
-        g = along_rays(self, _shape(o, d))
+        g = along_rays(self, ray_shape(o, d))
         return triangle_layer(o, d, tmin, g.a, g.b, g.c, g.material.surface(), softness)
 
 
@@ -147,5 +144,5 @@ class Plane(AbstractObject):
             raise ValueError("Plane normal has zero length; give a nonzero vector perpendicular to the plane.")
 
     def intersect(self, o, d, tmin, softness):
-        g = along_rays(self, _shape(o, d))
+        g = along_rays(self, ray_shape(o, d))
         return plane_layer(o, d, tmin, g.point, g.normal, g.material.surface(), softness)

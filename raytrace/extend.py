@@ -14,6 +14,7 @@ from ._geometry import (
     cross,
     dot,
     face_forward,
+    ray_shape,
     safe_div,
     safe_norm,
     safe_normalize,
@@ -25,5 +26,5 @@ from ._objects import AbstractObject
 
 __all__ = [
     "AbstractLight", "AbstractObject", "Layer", "Surface", "Vec3", "along_rays", "coverage", "cross", "dot",
-    "face_forward", "safe_div", "safe_norm", "safe_normalize", "smooth_coverage", "vwhere",
+    "face_forward", "ray_shape", "safe_div", "safe_norm", "safe_normalize", "smooth_coverage", "vwhere",
 ]
