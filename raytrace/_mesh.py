@@ -152,11 +152,11 @@ class Mesh(AbstractObject):
         shape = ray_shape(o, d)
         lo, ld = mesh.transform.to_local(o, d)
         tris = _bvh.leaf_triangles(mesh.bvh, mesh.vertices, mesh.faces)
-        boxes = _bvh.refit(mesh.bvh, *tris)
+        tables = _bvh.pack(mesh.bvh, tris, _bvh.refit(mesh.bvh, *tris))
         rays = (_flat(lo, shape), _flat(ld, shape),
                 jnp.broadcast_to(tmin, shape).reshape(-1), jnp.broadcast_to(tmax, shape).reshape(-1))
         rays = tuple(x.astype(mesh.vertices.dtype) for x in rays)
-        fn = jax.vmap(lambda o, d, t0, t1: _bvh.traverse(mesh.bvh, boxes, tris, o, d, t0, t1, any_hit))
+        fn = jax.vmap(lambda o, d, t0, t1: _bvh.traverse(mesh.bvh, tables, o, d, t0, t1, any_hit))
         n = rays[0].shape[0]
         if n <= BVH_CHUNK:
             return fn(*rays).reshape(shape)
