@@ -225,7 +225,7 @@ def load_rows(folder):
     t_build_first = time.perf_counter() - t
     t_build = median_time(build, 3)
     path = torus_obj(1_000_000, folder)
-    t_read = min(median_times([lambda: rt.read_obj(path)], 1), median_times([lambda: rt.read_obj(path)], 1))
+    t_read = min(median_time(lambda: rt.read_obj(path), 1) for _ in range(2))
     t = time.perf_counter()
     rt.Mesh.from_obj(path, dtype=np.float32).bvh.order.block_until_ready()
     t_mesh = time.perf_counter() - t
@@ -273,10 +273,12 @@ def main(argv=None):
     mesh_lines, notes = [], []
     for n_tri, size in cases:
         rows, agree = mesh_rows(n_tri, size, folder, max(3, args.repeats // 2))
+        print("\n".join(rows), agree, sep="\n", flush=True)  # progress: long runs
         mesh_lines += rows
         notes.append(agree)
     if not args.quick:
         mesh_lines += load_rows(folder)
+        print("\n".join(mesh_lines[-4:]), flush=True)
         mesh_lines.append(f"| peak memory (MB), 100k triangles, 512x512, render + gradient | "
                           f"{peak_memory_mb(100_000, 512, folder):.0f} | |")
 

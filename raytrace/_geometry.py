@@ -171,6 +171,8 @@ def smooth_coverage(signed_dist, softness):
 
     Compact support, so away from edges the soft render equals the hard one.
     """
+    # A traced softness of 0 is a (near) hard edge, not a division by zero.
+    softness = jnp.maximum(softness, jnp.finfo(jnp.result_type(softness)).tiny)
     u = jnp.clip((signed_dist + softness) / (2.0 * softness), 0.0, 1.0)
     return u * u * (3.0 - 2.0 * u)
 
