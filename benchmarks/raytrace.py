@@ -231,7 +231,7 @@ def load_rows(folder):
     t_mesh = time.perf_counter() - t
     t_mi = min(mitsuba_mesh(path, 16)[0] for _ in range(2))
     return [
-        f"| BVH build, 100k triangles (jit, warm; first call with compile {t_build_first * 1e3:.0f} ms) "
+        f"| BVH build, 100k triangles (host numpy; first call {t_build_first * 1e3:.0f} ms) "
         f"| {t_build * 1e3:.0f} | |",
         f"| OBJ read, 1M triangles (`rt.read_obj`) | {t_read * 1e3:.0f} | {t_read / t_mi:.2f}x Mitsuba's load |",
         f"| `Mesh.from_obj`, 1M triangles (read + checks + BVH, with compile) | {t_mesh * 1e3:.0f} "

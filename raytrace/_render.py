@@ -25,8 +25,8 @@ alpha that ramps from 0 to 1 across a band of half-width `softness` around
 its silhouette; the camera ray's colour is the front-to-back composite of all
 candidates, and a shadow ray's transmittance is the product of (1 - alpha) of
 the occluders.  As softness -> 0 this is the hard render; for softness > 0 it
-is differentiable w.r.t. edge positions.  Mirror rays and meshes keep hard
-visibility.
+is differentiable w.r.t. edge positions.  Meshes ramp their coverage inside
+their silhouette edges (see `Mesh`).  Mirror rays keep hard visibility.
 
 Self-intersection: secondary rays start `hit_offset` (relative to the hit
 point's size and distance, see `_geometry`) off the surface and ignore hits
@@ -238,7 +238,7 @@ def render(scene, cam, *, softness=0.0, spp=1, max_bounces=2):
     """Render `scene` seen by `cam` to a (height, width, 3) linear RGB image.
 
     softness: half-width (world units) of smooth visibility at silhouettes and
-        shadow edges of spheres and triangles; 0 gives hard edges.  A traced
+        shadow edges of spheres, triangles and meshes; 0 gives hard edges.  A traced
         value (changing it does not recompile; only 0 versus nonzero does).
         Use > 0 to differentiate w.r.t. geometry whose edges move, or a light
         position that moves shadows.  What works is about 0.25-0.75 of a

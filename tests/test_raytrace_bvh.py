@@ -56,6 +56,21 @@ def test_bvh_hits_match_brute_force_and_shadow_rays():
     np.testing.assert_array_equal(occ, np.where(t_ref < np.asarray(tmax), 0.0, 1.0))
 
 
+def test_traced_bvh_build_hits_match_brute_force():
+    # Built inside jit (the JAX build, not the host one): same hits.
+    v, f = rt.read_obj(TORUS)
+    o, d = (np.asarray(x).reshape(-1, 3) for x in rt.camera_rays(CAM))
+    _, i_ref = brute_force_hits(o, d, v[f[:, 0]], v[f[:, 1]], v[f[:, 2]])
+
+    @jax.jit
+    def faces_hit(verts):
+        m = rt.Mesh(verts, f, MAT)
+        slot = m.hit_slots(rt.Vec3.of(jnp.asarray(o)), rt.Vec3.of(jnp.asarray(d)), 0.0, jnp.inf, any_hit=False)
+        return jnp.where(slot >= 0, m.bvh.order[jnp.maximum(slot, 0)], -1)
+
+    np.testing.assert_array_equal(faces_hit(jnp.asarray(v)), i_ref)
+
+
 def test_bvh_is_built_when_the_scene_is_traced():
     # The README pattern: the Scene (and Mesh) built inside the differentiated
     # function.  The BVH must be built from the traced vertices (not skipped).
