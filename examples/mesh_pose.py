@@ -8,7 +8,8 @@ soft visibility (`softness` about half a pixel) makes them differentiable.
 
 Two optimisers side by side:
   * Levenberg-Marquardt on the residual image with its Jacobian (pixels x 6)
-    from forward mode (`jax.jacfwd`, six JVPs through the renderer);
+    from forward mode (`jax.jacfwd`, six JVPs through the renderer), coarse
+    to fine (residuals of blurred images first, see BLURS);
   * Adam (optax) on the mean squared pixel difference.
 
     python examples/mesh_pose.py               # full demo, writes to out/mesh_pose
@@ -32,7 +33,11 @@ import optax
 import raytrace as rt
 
 TRUTH = np.array([0.15, 0.55, 0.1, 0.35, -0.4, 0.2])  # translation (3), rotation vector (3)
-START = np.array([-0.15, 0.75, 0.3, 0.05, 0.0, -0.15])
+START = np.array([0.0, 0.65, 0.22, 0.2, -0.2, 0.05])
+# Levenberg-Marquardt runs coarse to fine: residuals of images blurred by a
+# Gaussian of these widths (pixels), then the plain image.  From START, the
+# plain residual alone stalled in a local minimum (loss 0.096 from 0.123).
+BLURS = (4.0, 2.0, 1.0, 0.0)
 
 
 def make_problem(size, segments):
@@ -52,9 +57,40 @@ def make_problem(size, segments):
     return image, jax.jit(image)(jnp.asarray(TRUTH)), f.shape[0], softness
 
 
-def fit_lm(residual, x0, iters, lam=1e-3):
-    """Levenberg-Marquardt (Marquardt's diagonal scaling) on sum(residual**2)."""
-    both = jax.jit(jax.jacfwd(lambda x: (residual(x),) * 2, has_aux=True))
+def blur_matrix(n, sigma):
+    """(n, n) Gaussian blur of sigma pixels along one image axis (rows
+    normalised at the borders); the identity for sigma 0."""
+    if sigma == 0:
+        return jnp.eye(n)
+    i = np.arange(n)
+    k = np.exp(-0.5 * ((i[:, None] - i[None, :]) / sigma) ** 2)
+    return jnp.asarray(k / k.sum(axis=1, keepdims=True))
+
+
+def fit_lm_coarse_to_fine(image, target, x0, iters):
+    """LM on blurred residuals (BLURS), `iters` iterations per stage (the last: twice that).
+
+    One compiled Jacobian for all stages: the blur matrices are arguments."""
+
+    def residual(x, bh, bw):
+        blur = lambda img: jnp.einsum("ij,jkc,lk->ilc", bh, img, bw)  # noqa: E731
+        return (blur(image(x)) - blur(jnp.asarray(target))).ravel() / np.sqrt(target.size)
+
+    both = jax.jit(jax.jacfwd(lambda x, bh, bw: (residual(x, bh, bw),) * 2, has_aux=True))
+    path, losses = [np.asarray(x0)], []
+    for k, sigma in enumerate(BLURS):
+        bh, bw = blur_matrix(target.shape[0], sigma), blur_matrix(target.shape[1], sigma)
+        last = k == len(BLURS) - 1
+        p, l = fit_lm(lambda x: both(x, bh, bw), path[-1], 2 * iters if last else iters)  # noqa: B023
+        print(f"  blur {sigma:3.1f} px: {len(p) - 1} iterations, loss {l[0]:.3e} -> {l[-1]:.3e}")
+        path += list(p[1:])
+        losses += list(l if last else l[:-1])
+    return np.asarray(path), np.asarray(losses)
+
+
+def fit_lm(both, x0, iters, lam=1e-3):
+    """Levenberg-Marquardt (Marquardt's diagonal scaling) on sum(residual**2);
+    both(x) -> (Jacobian, residual)."""
     x = jnp.asarray(x0)
     J, r = both(x)
     path, losses = [np.asarray(x)], [float(r @ r)]
@@ -95,9 +131,11 @@ def pose_error(x):
     return np.abs(x[:3] - TRUTH[:3]).max(), np.abs(x[3:] - TRUTH[3:]).max()
 
 
-def write_pictures(out, image, target, lm_path, lm_loss, adam_path, adam_loss):
+def write_pictures(out, image, target, lm_path, adam_path, adam_loss):
     look = dict(exposure=rt.exposure_for(target), tonemap="reinhard")
     img = jax.jit(image)
+    # LM's stages minimise blurred residuals: plot the plain loss of its iterates, like Adam's.
+    lm_loss = np.array([float(jnp.mean((img(jnp.asarray(x)) - target) ** 2)) for x in lm_path])
     rt.save_image(os.path.join(out, "target.png"), target, **look)
     rt.save_image(os.path.join(out, "start.png"), img(jnp.asarray(START)), **look)
     rt.save_image(os.path.join(out, "final.png"), img(jnp.asarray(lm_path[-1])), **look)
@@ -118,14 +156,14 @@ def write_pictures(out, image, target, lm_path, lm_loss, adam_path, adam_loss):
 
     floor = 1e-16
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(np.maximum(lm_loss / lm_loss[0], floor), "o-", label="Levenberg-Marquardt (jacfwd)")
-    ax.semilogy(np.maximum(adam_loss / adam_loss[0], floor), label="Adam")
+    ax.semilogy(np.maximum(lm_loss / lm_loss[0], floor), "o-", label="Levenberg-Marquardt (jacfwd), coarse to fine")
+    ax.semilogy(np.maximum(adam_loss / adam_loss[0], floor), label="Adam (lr 0.01)")
     ax.set_ylim(floor / 3, 3)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss / starting loss (floored at 1e-16)")
+    ax.set_ylabel("mean squared pixel difference / at start")
     ax.set_title(f"Mesh pose from silhouette and shadow (starting loss {lm_loss[0]:.3g})")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss.png"), dpi=100)
     plt.close(fig)
@@ -136,18 +174,18 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small mesh and image, few iterations (tests)")
     ap.add_argument("--out", default="out/mesh_pose", help="directory for PNG/GIF output")
     args = ap.parse_args(argv)
-    size, segments, lm_iters, adam_steps = (16, (12, 6), 1, 2) if args.quick else (48, (40, 20), 20, 80)
+    size, segments, lm_iters, adam_steps = (16, (12, 6), 1, 2) if args.quick else (48, (40, 20), 6, 80)
     os.makedirs(args.out, exist_ok=True)
     image, target, n_tri, softness = make_problem(size, segments)
     print(f"torus: {n_tri} triangles, {size}x{size}, softness {softness:.4f} (half a pixel)")
     residual = lambda x: (image(x) - target).ravel() / np.sqrt(target.size)  # noqa: E731
 
     t0 = time.perf_counter()
-    lm_path, lm_loss = fit_lm(residual, START, lm_iters)
+    lm_path, lm_loss = fit_lm_coarse_to_fine(image, target, START, lm_iters)
     t1 = time.perf_counter()
     adam_path, adam_loss = fit_adam(residual, START, adam_steps, lr=0.01)
     t2 = time.perf_counter()
-    print("\nLevenberg-Marquardt (jacfwd) pose path (translation, rotation vector):")
+    print("\nLevenberg-Marquardt (jacfwd) pose path (translation, rotation vector; loss of each stage's blur):")
     for k, (x, l) in enumerate(zip(lm_path, lm_loss)):
         print(f"  iter {k:2d}: {np.round(x, 6)}  loss {l:.3e}")
     print("\nAdam (lr 0.01) pose path:")
@@ -158,7 +196,7 @@ def main(argv=None):
     print(f"LM:   {len(lm_path) - 1} iterations, {t1 - t0:.1f} s, max error translation {lt:.2e}, "
           f"rotation {lr_:.2e} rad")
     print(f"Adam: {len(adam_path) - 1} steps, {t2 - t1:.1f} s, max error translation {at:.2e}, rotation {ar:.2e} rad")
-    write_pictures(args.out, image, np.asarray(target), lm_path, lm_loss, adam_path, adam_loss)
+    write_pictures(args.out, image, np.asarray(target), lm_path, adam_path, adam_loss)
     print(f"wrote target.png start.png final.png final_adam.png fit.gif loss.png to {args.out}")
     if not args.quick and max(lt, lr_) > 1e-3:
         raise SystemExit(f"pose not recovered to 1e-3: translation {lt:.2e}, rotation {lr_:.2e}")
