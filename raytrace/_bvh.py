@@ -28,7 +28,9 @@ import numpy as np
 
 from ._geometry import moller_trumbore
 
-LEAF_SIZE = 4
+# Triangles per leaf.  Measured (100k-triangle torus, 200x200, CPU time per
+# render): 1: 0.37 s, 2: 0.32 s, 4: 0.40 s, 8: 0.64 s.
+LEAF_SIZE = 2
 
 
 class BVH(eqx.Module):
