@@ -88,11 +88,13 @@ def mesh_reference(n, spp, h=0.02, cam=TOP_CAM):
 def test_soft_mesh_silhouette_and_shadow_gradients_approach_finite_differences():
     # Ambient-only torus over a lit floor: the pose moves only its outline and
     # its shadow.  Translation gradients against FD of a supersampled hard render.
-    ref = mesh_reference(3, 256)
+    # Measured: relative errors 0.70 (1 px) and 0.17 (0.25 px); 0.70 and 0.16
+    # with a 256-spp reference and 64-spp gradients (twice the time).
+    ref = mesh_reference(3, 128)
     px = float(TOP_CAM.pixel_size(3.7))
     grad = jax.jit(jax.grad(mesh_loss), static_argnums=2)
-    hard_err = rel_err(grad(POSE0, 0.0, 64)[:3], ref)
-    errs = [rel_err(grad(POSE0, s * px, 64)[:3], ref) for s in (1.0, 0.25)]
+    hard_err = rel_err(grad(POSE0, 0.0, 32)[:3], ref)
+    errs = [rel_err(grad(POSE0, s * px, 32)[:3], ref) for s in (1.0, 0.25)]
     assert hard_err > 0.99, hard_err  # hard mesh edges: no gradient at all
     assert errs[1] < errs[0] < 0.8, errs
     assert errs[1] < 0.2, errs
