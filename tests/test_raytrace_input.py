@@ -254,8 +254,5 @@ def test_same_scene_at_any_scale_renders_the_same_image(dtype):
     assert (ref.sum(-1) > 0.05).mean() > 0.8
     for s in (1e-4, 1e4):
         img = np.asarray(rt.render(*_scaled_scene(s, dtype), max_bounces=1))
-        if dtype == jnp.float64:
-            np.testing.assert_allclose(img, ref, rtol=1e-7, atol=1e-9)
-        else:
-            differ = np.any(np.abs(img - ref) > 1e-3, axis=-1)
-            assert differ.sum() <= 3, (s, differ.sum())
+        # Measured: largest difference 5e-15 in float64, 1.2e-6 in float32.
+        np.testing.assert_allclose(img, ref, rtol=0, atol=1e-12 if dtype == jnp.float64 else 1e-4)
