@@ -26,9 +26,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-# Minimum hit distance; keeps secondary rays from hitting the surface they
-# start on.  Large enough for float32 scenes of size ~10-100 units.
-EPS = 1e-3
+# Hit offsets are relative: a secondary ray starts OFFSET times the hit
+# point's size (its largest coordinate plus the distance the ray travelled)
+# off the surface, and ignores hits nearer than that, so the same scene at any
+# scale renders the same image.  1.2e-4 is 1024 float32 ulps (the old
+# absolute 1e-3 was 2e-4 of a size-5 scene).  The same factor in float64, so
+# that both precisions agree where the offset shows (objects in contact).
+OFFSET = 1024 * 2.0**-23
+
+
+def hit_offset(p, t):
+    """Scale-relative self-intersection offset (*S) for hit points p (Vec3) reached at distance t."""
+    size = jnp.maximum(jnp.maximum(jnp.abs(p.x), jnp.abs(p.y)), jnp.abs(p.z)) + jnp.abs(t)
+    return OFFSET * size  # differentiable: the image depends on it (soft shadows start at it)
 
 
 def _parts(v):
@@ -161,6 +171,8 @@ def smooth_coverage(signed_dist, softness):
 
     Compact support, so away from edges the soft render equals the hard one.
     """
+    # A traced softness of 0 is a (near) hard edge, not a division by zero.
+    softness = jnp.maximum(softness, jnp.finfo(jnp.result_type(softness)).tiny)
     u = jnp.clip((signed_dist + softness) / (2.0 * softness), 0.0, 1.0)
     return u * u * (3.0 - 2.0 * u)
 
@@ -171,7 +183,9 @@ def face_forward(n, d):
 
 
 def coverage(hit, signed_dist, valid, softness):
-    if softness > 0:
+    """Hard coverage (softness None) or the smooth band of half-width softness
+    around signed_dist = 0 (positive inside)."""
+    if softness is not None:
         return smooth_coverage(signed_dist, softness) * valid
     return hit.astype(signed_dist.dtype)
 
@@ -183,7 +197,7 @@ def _layer(t, alpha, p, n, mat):
     return Layer(t, full(alpha), p.map(full), n.map(full), jax.tree_util.tree_map(full, mat))
 
 
-def sphere_layer(o, d, center, radius, mat, softness):
+def sphere_layer(o, d, tmin, center, radius, mat, softness):
     oc = center - o
     tca = dot(oc, d)
     dist = safe_norm(oc - d * tca)  # distance from the centre to the ray's line
@@ -191,12 +205,12 @@ def sphere_layer(o, d, center, radius, mat, softness):
     crosses = disc > 0
     s = jnp.where(crosses, jnp.sqrt(jnp.where(crosses, disc, 1.0)), 0.0)
     t0 = tca - s
-    t = jnp.where(t0 > EPS, t0, tca + s)  # far root when the origin is inside
-    hit = crosses & (t > EPS)
+    t = jnp.where(t0 > tmin, t0, tca + s)  # far root when the origin is inside
+    hit = crosses & (t > tmin)
     # A soft miss is shaded at the point of closest approach, which joins the
     # limb continuously as the ray slides off the sphere.
-    depth = jnp.where(crosses, t, tca) if softness > 0 else t
-    alpha = coverage(hit, radius - dist, depth > EPS, softness)
+    depth = t if softness is None else jnp.where(crosses, t, tca)
+    alpha = coverage(hit, radius - dist, depth > tmin, softness)
     p = o + d * depth
     # Outward normal unless the ray starts inside.  (Not face_forward: at a
     # soft miss's closest-approach point n is perpendicular to d, and the sign
@@ -206,7 +220,7 @@ def sphere_layer(o, d, center, radius, mat, softness):
     return _layer(depth, alpha, p, n, mat)
 
 
-def triangle_layer(o, d, a, b, c, mat, softness):
+def triangle_layer(o, d, tmin, a, b, c, mat, softness):
     n = safe_normalize(cross(b - a, c - a))
     denom = dot(n, d)
     ok = denom != 0
@@ -218,34 +232,57 @@ def triangle_layer(o, d, a, b, c, mat, softness):
         return dot(inward, p - p0)
 
     inside = jnp.minimum(jnp.minimum(edge(a, b), edge(b, c)), edge(c, a))
-    valid = ok & (t > EPS)
+    valid = ok & (t > tmin)
     alpha = coverage(valid & (inside >= 0), inside, valid, softness)
     return _layer(t, alpha, p, face_forward(n, d), mat)
 
 
-def plane_layer(o, d, point, normal, mat, softness):
+def plane_layer(o, d, tmin, point, normal, mat, softness):
     n = safe_normalize(normal)
     denom = dot(n, d)
     ok = denom != 0
     t = jnp.where(ok, safe_div(dot(n, point - o), denom), -1.0)
-    hit = ok & (t > EPS)
+    hit = ok & (t > tmin)
     p = o + d * t
     return _layer(t, hit.astype(t.dtype), p, face_forward(n, d), mat)
 
 
-def moller_trumbore(o, d, a, b, c):
-    """Hit distance of one ray (arrays (3,)) with triangle abc, or +inf; not for
-    gradients.  Used per ray inside the BVH traversal."""
+def moller_trumbore(o, d, tmin, a, b, c):
+    """Hit distance of one ray (o, d arrays (3,), d of any length) with
+    triangle abc, or +inf; not for gradients (BVH traversal).  Exact zero
+    determinant only: any threshold would depend on the scene's scale."""
     e1 = b - a
     e2 = c - a
     pv = jnp.cross(d, e2)
     det = jnp.dot(e1, pv)
-    ok = jnp.abs(det) > 1e-12
+    ok = det != 0
     inv = 1.0 / jnp.where(ok, det, 1.0)
     tv = o - a
     u = jnp.dot(tv, pv) * inv
     qv = jnp.cross(tv, e1)
     v = jnp.dot(d, qv) * inv
     t = jnp.dot(e2, qv) * inv
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > EPS)
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > tmin)
     return jnp.where(hit, t, jnp.inf)
+
+
+def ray_shape(o, d):
+    """Batch shape S of rays (origins and directions may be broadcast, e.g. the
+    one direction of a distant light's shadow rays)."""
+    return jnp.broadcast_shapes(*(jnp.shape(x) for x in (o.x, o.y, o.z, d.x, d.y, d.z)))
+
+
+def along_rays(tree, shape):
+    """Per-object leaves of a stacked object group, (K,) or (K, 3), broadcast
+    to the rays' batch shape S: (K, *S) arrays, 3-vectors as Vec3s.
+
+    Broadcast explicitly, once: in reverse mode each field's cotangent is then
+    summed over the rays by one reduction, not one per use of the field."""
+
+    def expand(x):
+        x = jnp.asarray(x)
+        if x.ndim == 2 and x.shape[1] == 3:
+            return Vec3(*(expand(x[:, k]) for k in range(3)))
+        return jnp.broadcast_to(x.reshape(x.shape + (1,) * len(shape)), x.shape + tuple(shape))
+
+    return jax.tree_util.tree_map(expand, tree)

@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     "script, files",
     [
         ("point_light.py", ["target.png", "start.png", "final.png", "final_adam.png", "fit.gif", "loss.png"]),
+        ("mesh_pose.py", ["target.png", "start.png", "final.png", "final_adam.png", "fit.gif", "loss.png"]),
         ("inverse_lighting.py", [f"{n}_{k}" for n in ("mesh_light", "shadow")
                                  for k in ("target.png", "start.png", "final.png", "fit.gif")]),
     ],
