@@ -163,6 +163,8 @@ def _run_example(name, tmp_path):
     return out, res.stdout
 
 
+# ~30 s: the trebuchet example's plots (its physics is covered by test_trebuchet.py)
+@pytest.mark.slow
 def test_example_trebuchet_quick(tmp_path):
     out, stdout = _run_example("trebuchet.py", tmp_path)
     assert (out / "trebuchet_throw.gif").stat().st_size > 0

@@ -91,6 +91,8 @@ def test_gradient_wind_sign(reverse):
     assert float(g_wind) > 0 and float(g_weight) > 0
 
 
+# ~14 s; the vacuum gradient test beside it covers the vacuum flight
+@pytest.mark.slow
 def test_wind_gradient_is_zero_in_vacuum():
     vacuum = tb._as_arrays(tb.Trebuchet(air_density=0.0))
     g_wind, _, g_weight, g_p = GRAD(3.0, ANGLE, WEIGHT, vacuum)
