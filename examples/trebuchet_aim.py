@@ -3,7 +3,8 @@
     python examples/trebuchet_aim.py [--quick] [--out DIR] [--rounds N] [--seed S]
 
 Trains `trebuchet.train_aimer` (target uniform in 20-100 m, wind normal with sd 5 m/s;
-47-94 s measured on 2 cores shared at load 4.5-8.5), reports its misses on fresh (target, wind) pairs, shows
+26 s on 2 quiet cores, compilation included;
+47-94 s when they were shared at load 4.5-8.5), reports its misses on fresh (target, wind) pairs, shows
 the reachability flags, times the network against direct Newton aiming through the
 simulator (batched), and plots the miss against target and wind (DIR/trebuchet_aim.png).
 """

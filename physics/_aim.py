@@ -214,9 +214,9 @@ def train_aimer(key, p: Trebuchet = Trebuchet(), *, rounds: int = 2, batch: int 
                          jnp.asarray(steps if r == 0 else refit_steps))
         aimer = eqx.tree_at(lambda a: a.mlp, aimer, mlp)
         if progress:
-            print(f"training aimer: round {r}/{rounds}: mean |miss| before the fit "
-                  f"{mean_miss:.4f} m, fit rms relative miss {math.sqrt(float(loss)):.2e}, "
-                  f"{time.perf_counter() - start:.1f} s")
+            before = "warm start from the envelope" if r == 0 else f"mean |miss| before the fit {mean_miss:.4f} m"
+            print(f"training aimer: round {r}/{rounds}: {before}, fit rms relative miss "
+                  f"{math.sqrt(float(loss)):.2e}, {time.perf_counter() - start:.1f} s")
         if history is not None:
             history.append((r, mean_miss, time.perf_counter() - start))
     return aimer
