@@ -165,3 +165,16 @@ class AbstractMethod(eqx.Module):
 
         _, vjp = jax.vjp(g, y, args)
         return vjp(ct)
+
+
+def named_method(engine: type, tab, doc: str) -> type:
+    """A named method: a subclass of the engine (ExplicitRK, Rosenbrock, ESDIRK) whose
+    default tableau is `tab` (so `Tsit5()` needs no arguments and prints its name)."""
+
+    class Method(engine):  # type: ignore[valid-type, misc]
+        __doc__ = doc
+        tableau: Any = eqx.field(default=tab, static=True, repr=False)
+
+    Method.__name__ = Method.__qualname__ = tab.name
+    Method.__module__ = "solvers"
+    return Method

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import AbstractMethod, StepResult
+from ._base import AbstractMethod, StepResult, named_method
 from ._newton import all_finite, f_jac, huge, newton_matrix, newton_stage
 
 
@@ -357,14 +357,7 @@ KVAERNO5_TABLEAU = _kvaerno5_tableau()
 
 def named(tab: ESDIRKTableau, doc: str):
     """A named method: `ESDIRK` with `tab` as its default tableau."""
-
-    class Method(ESDIRK):
-        __doc__ = doc
-        tableau: ESDIRKTableau = eqx.field(default=tab, static=True, repr=False)
-
-    Method.__name__ = Method.__qualname__ = tab.name
-    Method.__module__ = "solvers"
-    return Method
+    return named_method(ESDIRK, tab, doc)
 
 
 _SHARED = """

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _tableau as T
-from ._base import AbstractMethod, StepResult, rms
+from ._base import AbstractMethod, StepResult, named_method, rms
 
 
 def hermite(y0, y1, f0, f1, h, theta):
@@ -188,13 +188,7 @@ class ExplicitRK(AbstractMethod):
 
 
 def _named(tab, doc):
-    class Method(ExplicitRK):
-        __doc__ = doc
-        tableau: T.ButcherTableau = eqx.field(default=tab, static=True, repr=False)
-
-    Method.__name__ = Method.__qualname__ = tab.name
-    Method.__module__ = "solvers"
-    return Method
+    return named_method(ExplicitRK, tab, doc)
 
 
 Euler = _named(T.EULER, "Forward Euler, order 1, fixed steps only.")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import lu_factor, lu_solve
 
-from ._base import AbstractMethod, StepResult
+from ._base import AbstractMethod, StepResult, named_method
 from ._newton import all_finite, f_jac, huge
 
 
@@ -263,14 +263,7 @@ ROSENBROCK23_TABLEAU = _rosenbrock23_tableau()
 
 def named(tab: RosenbrockTableau, doc: str):
     """A named method: `Rosenbrock` with `tab` as its default tableau."""
-
-    class Method(Rosenbrock):
-        __doc__ = doc
-        tableau: RosenbrockTableau = eqx.field(default=tab, static=True, repr=False)
-
-    Method.__name__ = Method.__qualname__ = tab.name
-    Method.__module__ = "solvers"
-    return Method
+    return named_method(Rosenbrock, tab, doc)
 
 
 Rodas5P = named(RODAS5P_TABLEAU, """Rodas5P (Steinebach 2023): 8-stage stiffly accurate Rosenbrock method, order 5,
