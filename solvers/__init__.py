@@ -13,7 +13,7 @@ from ._adjoint import (
                        DiscreteAdjoint,
                        ForwardMode,
 )
-from ._base import AbstractMethod, Status, StepResult, rms
+from ._base import AbstractMethod, AbstractTableauMethod, Status, StepResult, rms
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
@@ -46,5 +46,5 @@ __all__ = [
     "Kvaerno5", "Rosenbrock", "RosenbrockTableau", "ESDIRK", "ESDIRKTableau",
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
-    "Decision", "run_loop", "Phase", "solve_phases",
+    "Decision", "run_loop", "Phase", "solve_phases", "AbstractTableauMethod",
 ]

@@ -167,6 +167,21 @@ class AbstractMethod(eqx.Module):
         return vjp(ct)
 
 
+class AbstractTableauMethod(AbstractMethod):
+    """A method that is an engine and a checked tableau: its `order` and `error_order`
+    are the tableau's. Subclasses declare the (static) field `tableau`."""
+
+    tableau: eqx.AbstractVar[Any]
+
+    @property
+    def order(self):
+        return self.tableau.order
+
+    @property
+    def error_order(self):
+        return self.tableau.error_order
+
+
 def named_method(engine: type, tab, doc: str) -> type:
     """A named method: a subclass of the engine (ExplicitRK, Rosenbrock, ESDIRK) whose
     default tableau is `tab` (so `Tsit5()` needs no arguments and prints its name)."""

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import AbstractMethod, StepResult, named_method
+from ._base import AbstractTableauMethod, StepResult, named_method
 from ._newton import all_finite, f_jac, huge, newton_matrix, newton_stage
 
 
@@ -146,7 +146,7 @@ def _comb(w, xs):
     return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(xs[0])
 
 
-class ESDIRK(AbstractMethod):
+class ESDIRK(AbstractTableauMethod):
     """An ESDIRK method given by an `ESDIRKTableau`: `ESDIRK(tableau)` is the engine of
     ImplicitEuler and Kvaerno3/4/5.
 
@@ -187,14 +187,6 @@ class ESDIRK(AbstractMethod):
                 raise ValueError(f"{name}: {field} must be a positive finite float or None, got {v!r}")
         if not (isinstance(self.max_newton_iters, int) and self.max_newton_iters >= 1):
             raise ValueError(f"{name}: max_newton_iters must be an int >= 1, got {self.max_newton_iters!r}")
-
-    @property
-    def order(self):
-        return self.tableau.order
-
-    @property
-    def error_order(self):
-        return self.tableau.error_order
 
     def _tols(self, dtype):
         # Defaults when no tolerances were given (see `with_tolerances`): Newton errors

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _tableau as T
-from ._base import AbstractMethod, StepResult, named_method, rms
+from ._base import AbstractTableauMethod, StepResult, named_method, rms
 
 
 def hermite(y0, y1, f0, f1, h, theta):
@@ -55,7 +55,7 @@ def _combine(weights, ks):
     return jnp.sum(w.reshape((-1,) + (1,) * (ks.ndim - 1)) * ks, axis=0)
 
 
-class ExplicitRK(AbstractMethod):
+class ExplicitRK(AbstractTableauMethod):
     """Explicit Runge-Kutta method given by a `ButcherTableau` (see `_tableau.py`):
     `ExplicitRK(tableau)` is the engine every named explicit method is built on.
 
@@ -69,14 +69,6 @@ class ExplicitRK(AbstractMethod):
     def __check_init__(self):
         if not isinstance(self.tableau, T.ButcherTableau):
             raise TypeError(f"ExplicitRK(tableau) takes a solvers.ButcherTableau, got {type(self.tableau).__name__}")
-
-    @property
-    def order(self):
-        return self.tableau.order
-
-    @property
-    def error_order(self):
-        return self.tableau.error_order
 
     @property
     def evals_per_step(self):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import lu_factor, lu_solve
 
-from ._base import AbstractMethod, StepResult, named_method
+from ._base import AbstractTableauMethod, StepResult, named_method
 from ._newton import all_finite, f_jac, huge
 
 
@@ -128,7 +128,7 @@ def rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args):
     return y1, y_err, dense, all_finite(y1, y_err)
 
 
-class Rosenbrock(AbstractMethod):
+class Rosenbrock(AbstractTableauMethod):
     """A Rosenbrock method given by a `RosenbrockTableau`: `Rosenbrock(tableau)` is the
     engine Rodas5P and Rosenbrock23 are built on.
 
@@ -146,14 +146,6 @@ class Rosenbrock(AbstractMethod):
         if not isinstance(self.tableau, RosenbrockTableau):
             raise TypeError(f"Rosenbrock(tableau) takes a solvers.RosenbrockTableau, got "
                             f"{type(self.tableau).__name__}")
-
-    @property
-    def order(self):
-        return self.tableau.order
-
-    @property
-    def error_order(self):
-        return self.tableau.error_order
 
     def init(self, f, s, y, args):
         return ()  # no state carried between steps (no FSAL)
