@@ -27,35 +27,9 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _fit import jacobian_and_residual, levenberg_marquardt  # noqa: E402  (examples/_fit.py)
 
 import raytrace as rt  # noqa: E402
-
-
-def levenberg_marquardt(residual, x0, iters, lam=1e-3, tol=1e-12):
-    """Minimise sum(residual(x)**2); returns the path of x and the losses.
-
-    The Jacobian comes from forward mode; one compiled function returns both
-    it and the residual (trial steps reuse it, saving a second compile).
-    """
-    both = jax.jit(jax.jacfwd(lambda x: (residual(x),) * 2, has_aux=True))
-    x = jnp.asarray(x0)
-    J, r = both(x)
-    path, losses = [np.asarray(x)], [float(r @ r)]
-    for _ in range(iters):
-        J, rn = np.asarray(J), np.asarray(r)
-        JtJ, Jtr = J.T @ J, J.T @ rn
-        while lam < 1e12:
-            step = np.linalg.solve(JtJ + lam * np.diag(np.diag(JtJ)), -Jtr)
-            J_new, r_new = both(x + step)
-            if float(r_new @ r_new) <= losses[-1]:
-                x, r, J, lam = x + step, r_new, J_new, max(lam / 10, 1e-12)
-                break
-            lam *= 10
-        path.append(np.asarray(x))
-        losses.append(float(r @ r))
-        if np.linalg.norm(step) < tol * (1 + np.linalg.norm(x)) or losses[-1] == 0.0:
-            break
-    return np.asarray(path), np.asarray(losses)
 
 
 def fit_image(image, truth, start, iters, label):
@@ -64,7 +38,7 @@ def fit_image(image, truth, start, iters, label):
     target = jax.jit(image)(jnp.asarray(truth))
     residual = lambda x: (image(x) - target).ravel() / np.sqrt(target.size)  # noqa: E731
     t0 = time.perf_counter()
-    xs, losses = levenberg_marquardt(residual, start, iters)
+    xs, losses = levenberg_marquardt(jacobian_and_residual(residual), start, iters)
     print(f"{label}: {len(xs) - 1} LM iterations in {time.perf_counter() - t0:.1f} s")
     return target, xs, losses
 

@@ -28,7 +28,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp
 import numpy as np
-import optax
+from _fit import adam, levenberg_marquardt  # examples/_fit.py
 
 import raytrace as rt
 
@@ -81,49 +81,10 @@ def fit_lm_coarse_to_fine(image, target, x0, iters):
     for k, sigma in enumerate(BLURS):
         bh, bw = blur_matrix(target.shape[0], sigma), blur_matrix(target.shape[1], sigma)
         last = k == len(BLURS) - 1
-        p, l = fit_lm(lambda x: both(x, bh, bw), path[-1], 2 * iters if last else iters)  # noqa: B023
+        p, l = levenberg_marquardt(lambda x: both(x, bh, bw), path[-1], 2 * iters if last else iters)  # noqa: B023
         print(f"  blur {sigma:3.1f} px: {len(p) - 1} iterations, loss {l[0]:.3e} -> {l[-1]:.3e}")
         path += list(p[1:])
         losses += list(l if last else l[:-1])
-    return np.asarray(path), np.asarray(losses)
-
-
-def fit_lm(both, x0, iters, lam=1e-3):
-    """Levenberg-Marquardt (Marquardt's diagonal scaling) on sum(residual**2);
-    both(x) -> (Jacobian, residual)."""
-    x = jnp.asarray(x0)
-    J, r = both(x)
-    path, losses = [np.asarray(x)], [float(r @ r)]
-    for _ in range(iters):
-        J, rn = np.asarray(J), np.asarray(r)
-        JtJ, Jtr = J.T @ J, J.T @ rn
-        while lam < 1e12:
-            step = np.linalg.solve(JtJ + lam * np.diag(np.diag(JtJ)), -Jtr)
-            J_new, r_new = both(x + step)
-            if float(r_new @ r_new) <= losses[-1]:
-                x, r, J, lam = x + step, r_new, J_new, max(lam / 10, 1e-12)
-                break
-            lam *= 10
-        path.append(np.asarray(x))
-        losses.append(float(r @ r))
-        if np.linalg.norm(step) < 1e-12 or losses[-1] == 0.0:
-            break
-    return np.asarray(path), np.asarray(losses)
-
-
-def fit_adam(residual, x0, steps, lr):
-    val_grad = jax.jit(jax.value_and_grad(lambda x: jnp.sum(residual(x) ** 2)))
-    opt = optax.adam(lr)
-    x = jnp.asarray(x0)
-    state = opt.init(x)
-    path, losses = [np.asarray(x)], []
-    for _ in range(steps):
-        val, g = val_grad(x)
-        losses.append(float(val))
-        upd, state = opt.update(g, state)
-        x = optax.apply_updates(x, upd)
-        path.append(np.asarray(x))
-    losses.append(float(val_grad(x)[0]))
     return np.asarray(path), np.asarray(losses)
 
 
@@ -183,7 +144,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     lm_path, lm_loss = fit_lm_coarse_to_fine(image, target, START, lm_iters)
     t1 = time.perf_counter()
-    adam_path, adam_loss = fit_adam(residual, START, adam_steps, lr=0.01)
+    adam_path, adam_loss = adam(residual, START, adam_steps, lr=0.01)
     t2 = time.perf_counter()
     print("\nLevenberg-Marquardt (jacfwd) pose path (translation, rotation vector; loss of each stage's blur):")
     for k, (x, l) in enumerate(zip(lm_path, lm_loss)):

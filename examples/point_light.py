@@ -29,7 +29,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
+from _fit import adam, jacobian_and_residual, levenberg_marquardt  # noqa: E402  (examples/_fit.py)
 
 import raytrace as rt  # noqa: E402
 
@@ -55,50 +55,6 @@ def make_problem(size):
         return (image(pos) - target).ravel() / np.sqrt(target.size)
 
     return image, residual, target
-
-
-def fit_adam(residual, steps, lr=0.05):
-    loss = jax.jit(lambda p: jnp.sum(residual(p) ** 2))
-    grad = jax.jit(jax.value_and_grad(loss))
-    opt = optax.adam(lr)
-    p = jnp.asarray(START)
-    state = opt.init(p)
-    path, losses = [np.asarray(p)], []
-    for _ in range(steps):
-        val, g = grad(p)
-        losses.append(float(val))
-        upd, state = opt.update(g, state)
-        p = optax.apply_updates(p, upd)
-        path.append(np.asarray(p))
-    losses.append(float(loss(p)))
-    return np.asarray(path), np.asarray(losses)
-
-
-def fit_lm(residual, iters, lam=1e-3):
-    """Levenberg-Marquardt with Marquardt's diagonal scaling."""
-    jac = jax.jit(jax.jacfwd(residual))
-    p = jnp.asarray(START)
-    r = residual(p)
-    path, losses = [np.asarray(p)], [float(r @ r)]
-    for _ in range(iters):
-        J = np.asarray(jac(p))
-        rn = np.asarray(r)
-        JtJ, Jtr = J.T @ J, J.T @ rn
-        while True:
-            step = np.linalg.solve(JtJ + lam * np.diag(np.diag(JtJ)), -Jtr)
-            p_new = p + step
-            r_new = residual(p_new)
-            if float(r_new @ r_new) <= float(r @ r):
-                p, r, lam = p_new, r_new, max(lam / 10, 1e-12)
-                break
-            lam *= 10
-            if lam > 1e12:
-                break
-        path.append(np.asarray(p))
-        losses.append(float(r @ r))
-        if np.linalg.norm(step) < 1e-12 or losses[-1] == 0.0:
-            break
-    return np.asarray(path), np.asarray(losses)
 
 
 def write_pictures(out, image, target, adam_path, adam_loss, lm_path, lm_loss, size):
@@ -160,9 +116,9 @@ def main(argv=None):
           f"rank {np.sum(sv > 1e-8 * sv[0])}, condition {sv[0] / sv[-1]:.1f}")
 
     t0 = time.perf_counter()
-    adam_path, adam_loss = fit_adam(residual, adam_steps)
+    adam_path, adam_loss = adam(residual, START, adam_steps, lr=0.05)
     t1 = time.perf_counter()
-    lm_path, lm_loss = fit_lm(residual, lm_iters)
+    lm_path, lm_loss = levenberg_marquardt(jacobian_and_residual(residual), START, lm_iters)
     t2 = time.perf_counter()
 
     print("\nAdam (lr 0.05) light path:")

@@ -245,16 +245,4 @@ def test_bad_render_options():
         rt.render(scene, cam, spp=0)
 
 
-def test_save_image_and_gif(tmp_path):
-    from PIL import Image
-
-    img = np.zeros((4, 5, 3))
-    img[0, 0] = [1.0, 0.5, 0.0]
-    img[1, 1] = [2.0, -1.0, 0.0031308]
-    rt.save_image(tmp_path / "a.png", img)
-    px = np.asarray(Image.open(tmp_path / "a.png"))
-    assert px.shape == (4, 5, 3)
-    np.testing.assert_array_equal(px[0, 0], [255, 188, 0])  # sRGB(0.5) = 0.7354
-    np.testing.assert_array_equal(px[1, 1], [255, 0, 10])
-    rt.save_gif(tmp_path / "a.gif", [img, img * 0.5])
-    assert Image.open(tmp_path / "a.gif").n_frames == 2
+# save_image / save_gif: tests/test_raytrace_input.py
