@@ -18,6 +18,8 @@ jax.config.update("jax_enable_x64", True)
 
 import solvers  # noqa: E402
 
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
+
 G, H0 = 9.81, 1.0
 floor = solvers.Event(lambda t, y, args: y[0], direction=-1)
 

@@ -30,6 +30,9 @@ import numpy as np  # noqa: E402
 from _fit import jacobian_and_residual, levenberg_marquardt  # noqa: E402  (examples/_fit.py)
 
 import raytrace as rt  # noqa: E402
+import solvers  # noqa: E402
+
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
 
 
 def fit_image(image, truth, start, iters, label):

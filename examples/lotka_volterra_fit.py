@@ -23,6 +23,8 @@ jax.config.update("jax_enable_x64", True)
 
 import solvers  # noqa: E402
 
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
+
 TRUE = np.array([1.5, 1.0, 3.0, 1.0])
 NAMES = ("a", "b", "c", "d")
 Y0 = jnp.array([1.0, 1.0])

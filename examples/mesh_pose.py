@@ -31,6 +31,9 @@ import numpy as np
 from _fit import adam, levenberg_marquardt  # examples/_fit.py
 
 import raytrace as rt
+import solvers  # noqa: E402
+
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
 
 TRUTH = np.array([0.15, 0.55, 0.1, 0.35, -0.4, 0.2])  # translation (3), rotation vector (3)
 START = np.array([0.0, 0.65, 0.22, 0.2, -0.2, 0.05])

@@ -37,6 +37,8 @@ import optax
 
 import solvers
 
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
+
 A_TRUE = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
 N_DATA, T_END = 1000, 25.0
 BATCH, WINDOW = 20, 10  # stage 1: windows per mini-batch, samples per window

@@ -32,6 +32,9 @@ import numpy as np  # noqa: E402
 from _fit import adam, jacobian_and_residual, levenberg_marquardt  # noqa: E402  (examples/_fit.py)
 
 import raytrace as rt  # noqa: E402
+import solvers  # noqa: E402
+
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
 
 TARGET = np.array([5.0, 5.0, -10.0])
 START = np.array([1.0, 2.0, -7.0])

@@ -25,7 +25,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+import solvers  # noqa: E402
 from physics import trebuchet as tb  # noqa: E402
+
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
 
 
 def main():

@@ -24,8 +24,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+import solvers  # noqa: E402
 from physics import _envelope, _surrogate  # noqa: E402
 from physics import trebuchet as tb  # noqa: E402
+
+solvers.enable_compilation_cache()  # opt-in: reuse compiled programs across runs (~/.cache/diffsci/jax)
 
 
 def stats(miss, target):

@@ -14,6 +14,7 @@ from ._adjoint import (
                        ForwardMode,
 )
 from ._base import AbstractMethod, AbstractTableauMethod, Status, StepResult, rms
+from ._cache import enable_compilation_cache
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
@@ -47,4 +48,5 @@ __all__ = [
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
     "Decision", "run_loop", "Phase", "solve_phases", "AbstractTableauMethod",
+    "enable_compilation_cache",
 ]
