@@ -23,7 +23,9 @@ started only while the time budget (--budget, default 450 s) lasts:
    diffrax (benchmarks/ode.py's problem and settings); the neural ODE training step
    (benchmarks/neural_ode.py's `measure`); a 512x512 render and its gradient of the
    analytic scene and of a 100k-triangle torus (benchmarks/raytrace.py's scenes) vs
-   Mitsuba 3 (`cuda_ad_rgb` on a GPU, `llvm_ad_rgb` on CPU) if it imports.
+   Mitsuba 3 (`cuda_ad_rgb` on a GPU, `llvm_ad_rgb` on CPU) if it imports; then
+   benchmarks/accelerator_audit.py's measurements on this device (the error check's cost,
+   float64 / float32, a vmapped batch with a spread of stiffness).
 4. report: a summary table on stdout; the markdown block to --out (after every part, so
    a run cut short still leaves what it measured) and, with --write, into
    docs/benchmarks.md between `<!-- device_check:begin -->` and `<!-- device_check:end -->`.
@@ -48,11 +50,12 @@ import traceback
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- device_check:begin -->", "<!-- device_check:end -->"
 SIZES = {"full": dict(vmap=(1_000, 10_000, 100_000), render=512, mesh=100_000, nbatch=64, rounds=3,
-                     dtypes=("float32", "float64")),
-         "quick": dict(vmap=(10,), render=24, mesh=200, nbatch=4, rounds=1, dtypes=("float32",))}
+                     dtypes=("float32", "float64"), audit=dict(n=1000, size=512, members=256)),
+         "quick": dict(vmap=(10,), render=24, mesh=200, nbatch=4, rounds=1, dtypes=("float32",),
+                       audit=dict(n=16, size=16, members=0))}
 # Expected cost of each part on the GPU (s), from the CPU runs scaled: a part starts only
 # if this much of the budget is left, so that the whole run ends inside one device call.
-NEEDS = {"device": 5, "tests": 60, "lotka_volterra": 60, "neural_ode": 40, "render": 60}
+NEEDS = {"device": 5, "tests": 60, "lotka_volterra": 60, "neural_ode": 40, "render": 60, "audit": 40}
 
 
 def parse(argv):
@@ -81,19 +84,26 @@ jax.config.update("jax_enable_x64", True)  # float64 available; every benchmark 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-# benchmarks/*.py are imported by name inside the parts (they import diffrax, which a
-# device machine may lack: then only the parts that need it fail).
-sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
+sys.path.insert(0, ROOT)
 
 
-def load_raytrace_bench():
-    """benchmarks/raytrace.py under another name (the plain name is the package's)."""
+def bench(name, as_name=None):
+    """benchmarks/NAME.py as a module (loaded once, inside the part that needs it: they
+    import diffrax or Mitsuba, which a device machine may lack; then only that part fails).
+    By file path, since benchmarks/raytrace.py takes its own folder off sys.path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("raytrace_bench", os.path.join(ROOT, "benchmarks", "raytrace.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    as_name = as_name or name
+    if as_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(as_name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[as_name] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            del sys.modules[as_name]
+            raise
+    return sys.modules[as_name]
 
 
 class Budget:
@@ -212,8 +222,7 @@ def part_tests(size, timeout, quick):
 def lv_functions(n):
     """Forward and per-member gradient of n Lotka-Volterra solves, diffsci and diffrax:
     benchmarks/ode.py's problem, method (Tsit5) and tolerances (1e-8), float64."""
-    import ode as ob
-
+    ob = bench("ode")
     f, y0, t1, p = ob.problem("Lotka")
     ps = p * (1 + 0.2 * jax.random.uniform(jax.random.PRNGKey(0), (n, 4), p.dtype))
     out = {}
@@ -256,8 +265,7 @@ def part_lotka_volterra(size, budget):
 
 
 def part_neural_ode(size, budget):
-    import neural_ode as nb
-
+    nb = bench("neural_ode")
     nb.BATCH = size["nbatch"]  # measure() reads the module's batch size
     rows = ["| dtype | diffsci step | diffrax step | diffrax / diffsci | first call diffsci | first call diffrax "
             "| loss diffsci | loss diffrax |", "|---|---|---|---|---|---|---|---|"]
@@ -318,7 +326,7 @@ def render_mesh(rb, size, n_tri, rounds):
 
 
 def part_render(size, budget):
-    rb = load_raytrace_bench()
+    rb = bench("raytrace", "raytrace_bench")
     rows = ["| scene | diffsci render | diffsci gradient | gradient / render | Mitsuba 3 render "
             "| diffsci / Mitsuba | first call |", "|---|---|---|---|---|---|---|"]
     summary = []
@@ -335,11 +343,37 @@ def part_render(size, budget):
     return [note, "", *rows], "; ".join(summary)
 
 
+# --- 3d. the accelerator audit on this device ------------------------------------------
+
+
+def part_audit(size, budget):
+    """benchmarks/accelerator_audit.py's measurements (docs/accelerators.md) on this device:
+    the error check's cost, float64 / float32, and a vmapped batch with a spread of stiffness
+    (not with --quick)."""
+    aa = bench("accelerator_audit")
+    cfg, rounds = size["audit"], max(3, size["rounds"])
+    lines, summary = [], []
+    jobs = [("Error check: throw=True against throw=False", lambda: aa.error_cost_rows(cfg["n"], rounds)),
+            ("float64 against float32", lambda: aa.dtype_rows(cfg["n"], cfg["size"], rounds))]
+    if cfg["members"]:
+        jobs.append(("A vmapped batch with a spread of stiffness", lambda: aa.vmap_rows(cfg["members"], rounds)))
+    for title, job in jobs:
+        if budget.left() < 15:
+            lines += [f"{title}: skipped (time budget).", ""]
+            continue
+        rows = job()
+        lines += [f"{title}:", "", *rows, ""]
+        last = [r for r in rows if r.startswith("| ") and not r.startswith("| work")][-1]
+        summary.append(f"{title.split(':')[0]}: {last.split('|')[-2].strip()}")
+    return lines, "; ".join(summary)
+
+
 # --- 4. the report --------------------------------------------------------------------
 
 
 TITLES = {"device": "Device", "tests": "The `gpu` test subset", "lotka_volterra": "vmap of Lotka-Volterra solves",
-          "neural_ode": "Neural ODE training step", "render": "Renders and their gradients"}
+          "neural_ode": "Neural ODE training step", "render": "Renders and their gradients",
+          "audit": "Accelerator audit (docs/accelerators.md)"}
 
 
 def run_parts(a, budget, on_part):
@@ -350,6 +384,7 @@ def run_parts(a, budget, on_part):
         "lotka_volterra": lambda: part_lotka_volterra(size, budget),
         "neural_ode": lambda: part_neural_ode(size, budget),
         "render": lambda: part_render(size, budget),
+        "audit": lambda: part_audit(size, budget),
     }
     chosen = list(parts) if a.only is None else [p.strip() for p in a.only.split(",")]
     results = {}

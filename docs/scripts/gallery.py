@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in PENDING:
         if n not in present:
             print(f"skip {n}: not in examples/ yet")
-    order = [e.name for e in EXAMPLES if e.name in present] + [n for n in present if n not in {e.name for e in EXAMPLES}]
+    known = {e.name for e in EXAMPLES}
+    order = [e.name for e in EXAMPLES if e.name in present] + [n for n in present if n not in known]
     failed = []
     if not a.markdown_only:
         for name in [n for n in order if not a.only or n in a.only]:
