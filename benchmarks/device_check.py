@@ -50,9 +50,9 @@ import traceback
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- device_check:begin -->", "<!-- device_check:end -->"
 SIZES = {"full": dict(vmap=(1_000, 10_000, 100_000), render=512, mesh=100_000, nbatch=64, rounds=3,
-                     dtypes=("float32", "float64"), audit=dict(n=1000, size=512, members=256)),
+                     dtypes=("float32", "float64"), audit=dict(n=1000, size=512, members=256, dtype=True)),
          "quick": dict(vmap=(10,), render=24, mesh=200, nbatch=4, rounds=1, dtypes=("float32",),
-                       audit=dict(n=16, size=16, members=0))}
+                       audit=dict(n=16, size=16, members=0, dtype=False))}
 # Expected cost of each part on the GPU (s), from the CPU runs scaled: a part starts only
 # if this much of the budget is left, so that the whole run ends inside one device call.
 NEEDS = {"device": 5, "tests": 60, "lotka_volterra": 60, "neural_ode": 40, "render": 60, "audit": 40}
@@ -349,12 +349,13 @@ def part_render(size, budget):
 def part_audit(size, budget):
     """benchmarks/accelerator_audit.py's measurements (docs/accelerators.md) on this device:
     the error check's cost, float64 / float32, and a vmapped batch with a spread of stiffness
-    (not with --quick)."""
+    (--quick: the first only)."""
     aa = bench("accelerator_audit")
     cfg, rounds = size["audit"], max(3, size["rounds"])
     lines, summary = [], []
-    jobs = [("Error check: throw=True against throw=False", lambda: aa.error_cost_rows(cfg["n"], rounds)),
-            ("float64 against float32", lambda: aa.dtype_rows(cfg["n"], cfg["size"], rounds))]
+    jobs = [("Error check: throw=True against throw=False", lambda: aa.error_cost_rows(cfg["n"], rounds))]
+    if cfg["dtype"]:
+        jobs.append(("float64 against float32", lambda: aa.dtype_rows(cfg["n"], cfg["size"], rounds)))
     if cfg["members"]:
         jobs.append(("A vmapped batch with a spread of stiffness", lambda: aa.vmap_rows(cfg["members"], rounds)))
     for title, job in jobs:
