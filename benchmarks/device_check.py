@@ -197,9 +197,16 @@ def part_tests(size, timeout, quick):
                    and "mark.gpu" in open(os.path.join(ROOT, "tests", f)).read())
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-n", "0", "-q", "-p", "no:cacheprovider", "-rfE", *files]
     cmd += ["--collect-only"] if quick else ["--durations=5"]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # This process holds jax's preallocated share of the GPU's memory (75%); the child
+    # allocates as it goes, within the rest.
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               XLA_PYTHON_CLIENT_PREALLOCATE="false")
     t = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        raise RuntimeError(f"pytest -m gpu ran past {timeout:.0f} s; its output so far:\n{out[-2000:]}") from None
     wall = time.perf_counter() - t
     tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr.strip()[-300:]
     if quick:
