@@ -241,8 +241,8 @@ def lv_functions(n):
     return ps, out
 
 
-def part_lotka_volterra(size, budget):
-    rows = ["| members | diffsci forward | diffrax forward | diffrax / diffsci | diffsci gradient "
+def part_lotka_volterra(size, budget, rows):
+    rows += ["| members | diffsci forward | diffrax forward | diffrax / diffsci | diffsci gradient "
             "| diffrax gradient | diffrax / diffsci | first call diffsci (fwd, grad) | max rel. diff. |",
             "|---|---|---|---|---|---|---|---|---|"]
     summary = []
@@ -271,10 +271,10 @@ def part_lotka_volterra(size, budget):
 # --- 3b. the neural ODE training step -------------------------------------------------
 
 
-def part_neural_ode(size, budget):
+def part_neural_ode(size, budget, rows):
     nb = bench("neural_ode")
     nb.BATCH = size["nbatch"]  # measure() reads the module's batch size
-    rows = ["| dtype | diffsci step | diffrax step | diffrax / diffsci | first call diffsci | first call diffrax "
+    rows += ["| dtype | diffsci step | diffrax step | diffrax / diffsci | first call diffsci | first call diffrax "
             "| loss diffsci | loss diffrax |", "|---|---|---|---|---|---|---|---|"]
     summary = []
     for dtype in map(jnp.dtype, size["dtypes"]):
@@ -332,9 +332,9 @@ def render_mesh(rb, size, n_tri, rounds):
             f"{t_first:.1f} s (render) |"), f"mesh {ms(t)}, grad {tg / t:.1f}x"
 
 
-def part_render(size, budget):
+def part_render(size, budget, rows):
     rb = bench("raytrace", "raytrace_bench")
-    rows = ["| scene | diffsci render | diffsci gradient | gradient / render | Mitsuba 3 render "
+    rows += ["| scene | diffsci render | diffsci gradient | gradient / render | Mitsuba 3 render "
             "| diffsci / Mitsuba | first call |", "|---|---|---|---|---|---|---|"]
     summary = []
     for job in (lambda: render_spheres(rb, size["render"], size["rounds"]),
@@ -353,13 +353,13 @@ def part_render(size, budget):
 # --- 3d. the accelerator audit on this device ------------------------------------------
 
 
-def part_audit(size, budget):
+def part_audit(size, budget, lines):
     """benchmarks/accelerator_audit.py's measurements (docs/accelerators.md) on this device:
     the error check's cost, float64 / float32, and a vmapped batch with a spread of stiffness
     (--quick: the first only)."""
     aa = bench("accelerator_audit")
     cfg, rounds = size["audit"], max(3, size["rounds"])
-    lines, summary = [], []
+    summary = []
     jobs = [("Error check: throw=True against throw=False", lambda: aa.error_cost_rows(cfg["n"], rounds))]
     if cfg["dtype"]:
         jobs.append(("float64 against float32", lambda: aa.dtype_rows(cfg["n"], cfg["size"], rounds)))
@@ -388,28 +388,35 @@ def run_parts(a, budget, on_part):
     size = SIZES["quick" if a.quick else "full"]
     parts = {
         "device": lambda: part_device(size, not a.cpu),
-        "tests": lambda: part_tests(size, max(10.0, budget.left() - sum(NEEDS.values()) + NEEDS["tests"]), a.quick),
-        "lotka_volterra": lambda: part_lotka_volterra(size, budget),
-        "neural_ode": lambda: part_neural_ode(size, budget),
-        "render": lambda: part_render(size, budget),
-        "audit": lambda: part_audit(size, budget),
+        # `limit` and `progress` are this loop's (below), read when the part is called.
+        "tests": lambda: part_tests(size, max(10.0, limit - 5), a.quick),
+        "lotka_volterra": lambda: part_lotka_volterra(size, budget, progress),
+        "neural_ode": lambda: part_neural_ode(size, budget, progress),
+        "render": lambda: part_render(size, budget, progress),
+        "audit": lambda: part_audit(size, budget, progress),
     }
     chosen = list(parts) if a.only is None else [p.strip() for p in a.only.split(",")]
+    unknown = [n for n in chosen if n not in parts]
+    if unknown:
+        raise SystemExit(f"--only: unknown parts {unknown}; the parts are {list(parts)}")
     results = {}
-    for name in chosen:
+    for i, name in enumerate(chosen):
         t = time.perf_counter()
-        if budget.left() < (2 if a.quick else NEEDS[name]):
+        progress: list[str] = []  # rows a part has measured so far: kept if it fails later
+        # Each part may use the budget less what the parts after it need at least.
+        limit = budget.left() - (0 if a.quick else sum(NEEDS[n] for n in chosen[i + 1:]))
+        if limit < (2 if a.quick else NEEDS[name]):
             results[name] = ("skipped", f"time budget: {budget.left():.0f} s left", [], 0.0)
         else:
             try:
-                with alarm(budget.left()):
+                with alarm(limit):
                     lines, summary = parts[name]()
                 results[name] = ("ok", summary, lines, time.perf_counter() - t)
             except Exception as e:  # noqa: BLE001 (record the failure, run the next part)
                 traceback.print_exc()
                 msg = f"{type(e).__name__}: {e}"
-                results[name] = ("FAILED", msg.splitlines()[0][:200], ["```", msg[:3000], "```"],
-                                 time.perf_counter() - t)
+                results[name] = ("FAILED", msg.splitlines()[0][:200],
+                                 [*progress, "", "```", msg[:3000], "```"], time.perf_counter() - t)
         print(f"[{budget.seconds - budget.left():6.1f} s] {name}: {results[name][0]} {results[name][1]}", flush=True)
         on_part(results)
     return results

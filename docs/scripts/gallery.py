@@ -129,11 +129,14 @@ def entry_for(name: str) -> Entry:
     return Entry(name, name.replace("_", " ").capitalize(), doc.splitlines()[0], ())
 
 
-def strip(paths: list[str], dest: str, gap: int = 6) -> None:
-    """Put the images side by side (same height, white gaps) and save as `dest`."""
+def strip(paths: list[str], dest: str, gap: int = 6, min_height: int = 192) -> None:
+    """Put the images side by side (same height, white gaps) and save as `dest`. Small
+    renders are enlarged by a whole factor, pixels kept square and sharp (nearest)."""
     ims = [Image.open(p).convert("RGB") for p in paths]
     h = max(im.height for im in ims)
-    ims = [im if im.height == h else im.resize((round(im.width * h / im.height), h)) for im in ims]
+    h *= max(1, -(-min_height // h))
+    ims = [im if im.height == h else im.resize((round(im.width * h / im.height), h), Image.Resampling.NEAREST)
+           for im in ims]
     out = Image.new("RGB", (sum(im.width for im in ims) + gap * (len(ims) - 1), h), "white")
     x = 0
     for im in ims:
