@@ -84,19 +84,20 @@ def ours(dtype):
     return np.asarray(img), lambda: render(light).block_until_ready(), lambda: grad(light).block_until_ready()
 
 
-def mitsuba():
-    """Mitsuba's image, the render call to time, and variant information."""
+def mitsuba(variants=("llvm_ad_rgb", "scalar_rgb")):
+    """Mitsuba's image, the render call to time, and variant information (the first of
+    `variants` that loads; benchmarks/device_check.py asks for cuda_ad_rgb first)."""
     import mitsuba as mi
 
     variant, note = None, ""
-    for v in ("llvm_ad_rgb", "scalar_rgb"):
+    for v in variants:
         try:
             mi.set_variant(v)
             variant = v
             break
         except Exception as e:  # noqa: BLE001 (variant unavailable: no LLVM)
-            note = f"llvm_ad_rgb unavailable ({type(e).__name__}: {e}); fell back to scalar_rgb"
-    if variant == "llvm_ad_rgb":
+            note = f"{v} unavailable ({type(e).__name__}: {e}); fell back to the next of {variants}"
+    if variant == variants[0]:
         note = ""
     T = mi.ScalarTransform4f
     spheres = {
@@ -173,11 +174,11 @@ def ours_mesh(path, size):
             lambda: jax.block_until_ready(grad(light, mesh.vertices)))
 
 
-def mitsuba_mesh(path, size):
+def mitsuba_mesh(path, size, variant="llvm_ad_rgb"):
     """Mitsuba's torus-over-floor scene (flat-shaded OBJ): load time, image, render call."""
     import mitsuba as mi
 
-    mi.set_variant("llvm_ad_rgb")
+    mi.set_variant(variant)
     T = mi.ScalarTransform4f
     diffuse = lambda c: {"type": "diffuse", "reflectance": {"type": "rgb", "value": list(c)}}  # noqa: E731
     t = time.perf_counter()

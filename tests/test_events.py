@@ -25,6 +25,7 @@ def landing_time(h, g, adjoint=solvers.DiscreteAdjoint()):
     return sol.t_event
 
 
+@pytest.mark.gpu
 def test_falling_body_time_state_status():
     h, g = 10.0, 9.81
     sol = solvers.solve(fall, A([h, 0.0]), 0.0, 100.0, A(g), event=ground, rtol=1e-10, atol=1e-10)
@@ -87,6 +88,7 @@ def drag_quad(t, y, p):
     return jnp.stack([y[2], y[3], -k * v * y[2], -g - k * v * y[3]])
 
 
+@pytest.mark.gpu
 def test_projectile_quadratic_drag_event_gradient_vs_fd():
     ev = solvers.Event(lambda t, y, p: y[1], direction=-1)
 

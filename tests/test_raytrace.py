@@ -32,6 +32,7 @@ def test_lambert_phong_at_nearest_point_of_sphere():
     np.testing.assert_array_equal(img[0, 0], 0.0)
 
 
+@pytest.mark.gpu
 def test_floor_with_hard_shadow_matches_closed_form():
     col = np.array([0.6, 0.7, 0.9])
     floor = rt.Material(col, ambient=0.2, diffuse=0.5)
@@ -98,6 +99,7 @@ def test_symmetric_scene_renders_symmetric_image():
     np.testing.assert_allclose(img.mean(), img1.mean(), rtol=0.1)
 
 
+@pytest.mark.gpu
 def test_float32_matches_float64():
     def scene(dtype):
         f = lambda x: jnp.asarray(x, dtype)  # noqa: E731

@@ -175,6 +175,7 @@ def test_ts_accuracy(a3_sol):
     assert err_ts < 100 * A3_TOL
 
 
+@pytest.mark.gpu
 def test_evaluate_accuracy(a3_sol):
     tq = np.random.default_rng(0).uniform(0.0, 20.0, 300)
     err_ev = np.max(np.abs(np.asarray(a3_sol.evaluate(A(tq))[:, 0]) - a3_exact(tq)))
@@ -261,6 +262,7 @@ print(err, int(sol.status))
 """
 
 
+@pytest.mark.gpu
 def test_float32_default_precision():
     """float32 in a fresh process with jax's default (x64 off)."""
     import subprocess
@@ -273,6 +275,7 @@ def test_float32_default_precision():
     assert 1e-8 < float(err) < 1e-3 and int(status) == solvers.Status.SUCCESS
 
 
+@pytest.mark.gpu
 def test_float32_state_with_x64_enabled():
     """A float32 y0 while x64 is on (as in this test session) should solve in float32.
     Library bug: float64 constants leak into the loop carry -> while_loop TypeError."""
@@ -287,6 +290,7 @@ def decay(t, y, k):
     return -k * y + jnp.sin(t) * y ** 2 * 0.1
 
 
+@pytest.mark.gpu
 def test_jit_and_vmap_per_element_steps():
     def final(k):
         s = solvers.solve(decay, A([1.0]), A(0.0), A(5.0), k, rtol=1e-8, atol=1e-8)

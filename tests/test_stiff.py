@@ -198,6 +198,7 @@ def test_kvaerno5_dense_as_accurate_as_steps():
 # --- reference problems through solve ---------------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_rober(method):
     sol = solvers.solve(rober, jnp.array([1.0, 0.0, 0.0]), 0.0, 1e11, ROBER_K, method=method,
@@ -269,6 +270,7 @@ def test_step_derivatives_match_fd(method):
     np.testing.assert_allclose(gy @ vy + gk @ vk, w @ jvp, rtol=1e-10)
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_rober_gradient_vs_fd(method):
     """d y(40) / d log(k1, k2, k3) by the discrete adjoint against central differences."""
@@ -336,6 +338,7 @@ def test_vmap(method):
     assert batched.stats["num_steps"][0] != batched.stats["num_steps"][1]
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_float32(method):
     """Van der Pol with eps = 1e-3 in float32. Not eps = 1e-6 (VDPOL_REF): its relaxation
