@@ -74,12 +74,18 @@ def header(command):
     ])
 
 
-GPU_SECTION = """## GPU
+DEVICE_BEGIN, DEVICE_END = "<!-- device_check:begin -->", "<!-- device_check:end -->"
 
-No GPU was available when this report was generated. The GPU figures are produced by
-running the same command, `python benchmarks/run_all.py`, on a machine with a GPU (with
-a CUDA-enabled jaxlib installed); the header then lists the GPU under "JAX devices".
-"""
+
+def gpu_section(out):
+    """The GPU block benchmarks/device_check.py wrote into `out`, kept as it is: this script
+    runs on CPU and must not erase figures measured on a GPU."""
+    text = Path(out).read_text() if Path(out).exists() else ""
+    i, j = text.find(DEVICE_BEGIN), text.find(DEVICE_END)
+    if 0 <= i < j:
+        return text[i:j + len(DEVICE_END)] + "\n"
+    return (f"{DEVICE_BEGIN}\n## GPU\n\nNo GPU figures yet: run "
+            f"`python benchmarks/device_check.py --write` on a GPU machine.\n{DEVICE_END}\n")
 
 
 def run_one(name, extra, timeout):
@@ -124,7 +130,7 @@ def main(argv=None):
               file=sys.stderr, flush=True)
         ok = ok and status is not False
         parts.append(text)
-    parts.append(GPU_SECTION)
+    parts.append(gpu_section(a.out))
     Path(a.out).write_text("\n".join(parts))
     print(f"wrote {a.out}", file=sys.stderr)
     return 0 if ok else 1
