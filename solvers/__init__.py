@@ -36,6 +36,15 @@ from ._stiff import (
     RosenbrockTableau,
 )
 from ._symplectic import Verlet, Yoshida4
+from ._jacobian import JacobianPattern
+from ._linear import (
+    AbstractLinearSolve,
+    AbstractPreconditioner,
+    DenseLinearSolve,
+    MatrixFreeLinearSolve,
+    TridiagonalLinearSolve,
+    TridiagonalPreconditioner,
+)
 from ._tableau import ButcherTableau
 
 __all__ = [
@@ -47,4 +56,6 @@ __all__ = [
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
     "Decision", "run_loop", "Phase", "solve_phases", "AbstractTableauMethod",
+    "AbstractLinearSolve", "DenseLinearSolve", "TridiagonalLinearSolve", "MatrixFreeLinearSolve",
+    "AbstractPreconditioner", "TridiagonalPreconditioner", "JacobianPattern",
 ]
