@@ -17,6 +17,15 @@ from ._base import AbstractMethod, AbstractTableauMethod, Status, StepResult, rm
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
+from ._jacobian import JacobianPattern
+from ._linear import (
+                       AbstractLinearSolve,
+                       AbstractPreconditioner,
+                       DenseLinearSolve,
+                       MatrixFreeLinearSolve,
+                       TridiagonalLinearSolve,
+                       TridiagonalPreconditioner,
+)
 from ._loop import forward as run_loop
 from ._phases import Phase, solve_phases
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Ralston, Tsit5
@@ -24,27 +33,18 @@ from ._saveat import SaveAt
 from ._solution import Solution
 from ._solve import solve
 from ._stiff import (
-    ESDIRK,
-    ESDIRKTableau,
-    ImplicitEuler,
-    Kvaerno3,
-    Kvaerno4,
-    Kvaerno5,
-    Rodas5P,
-    Rosenbrock,
-    Rosenbrock23,
-    RosenbrockTableau,
+                       ESDIRK,
+                       ESDIRKTableau,
+                       ImplicitEuler,
+                       Kvaerno3,
+                       Kvaerno4,
+                       Kvaerno5,
+                       Rodas5P,
+                       Rosenbrock,
+                       Rosenbrock23,
+                       RosenbrockTableau,
 )
 from ._symplectic import Verlet, Yoshida4
-from ._jacobian import JacobianPattern
-from ._linear import (
-    AbstractLinearSolve,
-    AbstractPreconditioner,
-    DenseLinearSolve,
-    MatrixFreeLinearSolve,
-    TridiagonalLinearSolve,
-    TridiagonalPreconditioner,
-)
 from ._tableau import ButcherTableau
 
 __all__ = [

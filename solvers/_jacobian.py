@@ -32,8 +32,8 @@ def greedy_colouring(rows: np.ndarray, cols: np.ndarray, d: int) -> np.ndarray:
 class JacobianPattern:
     """A checked, hashable Jacobian sparsity pattern (what `jac_sparsity=` becomes).
 
-    pattern: (d, d) array-like, nonzero where df_i/dy_j may be nonzero (as scipy's
-    solve_ivp). Stored symmetrised and with the diagonal, P | P^T | I, so that one
+    pattern: (d, d) array-like or scipy.sparse matrix, nonzero where df_i/dy_j may be
+    nonzero (as scipy's solve_ivp). Stored symmetrised and with the diagonal, P | P^T | I, so that one
     colouring serves J, the Newton matrix I - h gamma J and its transpose (the
     implicit-function-theorem gradient solves with the transpose). Hash and equality by
     content, so methods holding one stay static and compile once per pattern.
@@ -43,27 +43,23 @@ class JacobianPattern:
     """
 
     def __init__(self, pattern):
-        p = np.asarray(pattern)
-        if p.ndim != 2 or p.shape[0] != p.shape[1] or p.shape[0] == 0:
-            raise ValueError(f"jac_sparsity must be a square (d, d) array (d = the flattened state size), "
-                             f"got shape {p.shape}")
-        if not (p.dtype == bool or np.issubdtype(p.dtype, np.number)):
-            raise ValueError(f"jac_sparsity must be a boolean (d, d) array, got dtype {p.dtype}")
-        p = (p != 0)
-        p = p | p.T | np.eye(p.shape[0], dtype=bool)
-        self.d = p.shape[0]
-        rows, cols = np.nonzero(p)
-        self.rows, self.cols = rows.astype(np.int32), cols.astype(np.int32)
+        rows, cols, d = _nonzeros(pattern)
+        # P | P^T | I, as index pairs (no dense d x d array: d may be 1e5)
+        i = np.arange(d)
+        rc = np.unique(np.stack([np.r_[rows, cols, i], np.r_[cols, rows, i]]), axis=1)
+        self.d = d
+        self.rows, self.cols = rc[0].astype(np.int32), rc[1].astype(np.int32)
         self.colour = greedy_colouring(self.rows, self.cols, self.d).astype(np.int32)
         self.n_colours = int(self.colour.max()) + 1
-        self.bandwidth = int(np.max(np.abs(rows - cols)))
+        self.bandwidth = int(np.max(np.abs(rc[0] - rc[1])))
         self._key = (self.d, self.rows.tobytes(), self.cols.tobytes())
         for a in (self.rows, self.cols, self.colour):
             a.setflags(write=False)
 
     @classmethod
     def tridiagonal(cls, d: int) -> "JacobianPattern":
-        return cls(np.abs(np.subtract.outer(np.arange(d), np.arange(d))) <= 1)
+        i = np.arange(d - 1)
+        return cls(_Coo(np.r_[i, i + 1], np.r_[i + 1, i], d))
 
     def seeds(self, dtype) -> np.ndarray:
         """(n_colours, d): the tangent of each coloured JVP."""
@@ -79,6 +75,39 @@ class JacobianPattern:
 
     def __repr__(self):
         return f"JacobianPattern(d={self.d}, nnz={len(self.rows)}, n_colours={self.n_colours})"
+
+
+class _Coo:
+    """Nonzero positions (rows, cols) of a d x d pattern."""
+
+    def __init__(self, rows, cols, d):
+        self.rows, self.cols, self.d = np.asarray(rows), np.asarray(cols), d
+
+
+def _nonzeros(pattern):
+    """(rows, cols, d) of a (d, d) pattern: a dense array-like or a scipy.sparse matrix."""
+    if isinstance(pattern, _Coo):
+        return pattern.rows, pattern.cols, pattern.d
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # scipy is optional: dense patterns only
+        sp = None
+    if sp is not None and sp.issparse(pattern):
+        coo = sp.coo_matrix(pattern)
+        shape = coo.shape
+        nz = coo.data != 0
+        rows, cols = coo.row[nz], coo.col[nz]
+    else:
+        p = np.asarray(pattern)
+        shape = p.shape
+        if not (p.dtype == bool or np.issubdtype(p.dtype, np.number)):
+            raise ValueError(f"jac_sparsity must be a boolean (d, d) array, got dtype {p.dtype}")
+        if p.ndim == 2:
+            rows, cols = np.nonzero(p)
+    if len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
+        raise ValueError(f"jac_sparsity must be a square (d, d) array or scipy.sparse matrix (d = the "
+                         f"flattened state size), got shape {shape}")
+    return rows, cols, shape[0]
 
 
 def to_pattern(x):

@@ -3,15 +3,16 @@ Rosenbrock23).
 
 A Rosenbrock step is linearly implicit: a fixed sequence of f evaluations, one
 factorisation of I - h gamma J (dense LU by default; tridiagonal or matrix-free Krylov
-solves through `_linear.py`) and one solve per stage, all differentiable by JAX directly (w.r.t. y, h, s and args, reverse and forward mode; J brings in second
-derivatives of f, which JAX provides). No Newton iteration, so no convergence failures.
+solves through `_linear.py`) and one solve per stage, all differentiable by JAX directly
+(w.r.t. y, h, s and args, reverse and forward mode; J brings in second derivatives of f,
+which JAX provides). No Newton iteration, so no convergence failures (a Krylov solve
+that does not converge is reported: Status.LINEAR_SOLVE_FAIL).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-
 from typing import Optional
 
 import equinox as eqx
