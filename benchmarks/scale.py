@@ -1,6 +1,7 @@
 """Solvers at scale, stiff part: large method-of-lines heat equations.
 
-diffsci Kvaerno5 with a tridiagonal (1-D) or matrix-free GMRES (2-D) linear solve, side
+diffsci Kvaerno5 with a tridiagonal (1-D) or matrix-free GMRES (2-D; "diffsci-pc": with
+solvers.TridiagonalPreconditioner and jac_sparsity) linear solve, side
 by side with diffrax Kvaerno5 (dense Jacobian and LU, its only option) and scipy BDF with
 jac_sparsity: forward time (best of a few runs after compilation), steps, peak memory
 (max RSS of a fresh subprocess per case: XLA's allocations are invisible to tracemalloc)
@@ -91,7 +92,7 @@ def _best(fn, repeats):
     return min(times), out
 
 
-def _diffsci(problem, size, grad, repeats):
+def _diffsci(problem, size, grad, repeats, precond=False):
     import lineax as lx
 
     import solvers
@@ -99,12 +100,12 @@ def _diffsci(problem, size, grad, repeats):
     f, u0, _, offsets = (heat1d if problem == "heat1d" else heat2d)(size)
     if problem == "heat1d":
         method = solvers.Kvaerno5(linear_solver=lx.Tridiagonal())
-    else:
-        n = size * size
-        pat = _sparse_pattern(n, offsets)
+    elif precond:
         method = solvers.Kvaerno5(linear_solver=solvers.MatrixFreeLinearSolve(
-            lx.GMRES(rtol=1e-8, atol=1e-10, restart=40, max_steps=2000), solvers.TridiagonalPreconditioner()),
-            jac_sparsity=pat)
+            lx.GMRES(rtol=1e-8, atol=1e-10, restart=30, max_steps=600), solvers.TridiagonalPreconditioner()),
+            jac_sparsity=_sparse_pattern(size * size, offsets))
+    else:
+        method = solvers.Kvaerno5(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-10, restart=30, max_steps=600))
     y0 = jnp.asarray(u0)
     run = jax.jit(lambda y: solvers.solve(f, y, 0.0, T1, method=method, rtol=RTOL, atol=ATOL, max_steps=2000))
     t, sol = _best(lambda: jax.block_until_ready(run(y0)), repeats)
@@ -150,8 +151,8 @@ def _scipy(problem, size, repeats):
 def run_case(spec: str, repeats: int):
     problem, who, size = spec.split(":")
     size = int(size)
-    if who == "diffsci":
-        out = _diffsci(problem, size, grad=True, repeats=repeats)
+    if who in ("diffsci", "diffsci-pc"):
+        out = _diffsci(problem, size, grad=True, repeats=repeats, precond=who == "diffsci-pc")
     elif who == "diffrax":
         out = _diffrax(problem, size, repeats)
     else:
@@ -173,18 +174,21 @@ def _subprocess(spec, repeats, timeout):
 
 # --- the stiff part -------------------------------------------------------------------------
 
-# diffrax's dense Kvaerno5 at N = 10,000 would hold a 10^4 x 10^4 Jacobian (800 MB) and factor
-# it (~3e11 flops) every step: not run; likewise at 2-D 128 x 128 (16384 states).
-DENSE_MAX = 4096
+# diffrax's dense Kvaerno5 took 66 s at N = 1000 (measured); at N = 4096 and up it would hold an
+# N x N Jacobian (134 MB at 4096, 800 MB at 10^4) and factor it every step: not run.
+DENSE_MAX = 1000
 
 
-def stiff_part(quick: bool, repeats: int, timeout: float):
+def stiff_part(quick: bool, repeats: int, timeout: float, only=None):
     sizes = [("heat1d", 100), ("heat1d", 1000)] + ([] if quick else [("heat1d", 10000)])
     sizes += [("heat2d", 32 if quick else 64)] + ([] if quick else [("heat2d", 128)])
     rows = []
     for problem, size in sizes:
+        if only and problem not in only:
+            continue
         n = size if problem == "heat1d" else size * size
-        for who in ("diffsci", "scipy", "diffrax"):  # interleaved per size
+        whos = ("diffsci", "scipy", "diffrax") if problem == "heat1d" else ("diffsci", "diffsci-pc", "scipy", "diffrax")
+        for who in whos:  # interleaved per size
             if who == "diffrax" and n > DENSE_MAX:
                 res = dict(error=f"not run: dense {n} x {n} Jacobian ({8 * n * n / 1e9:.1f} GB) and LU every step")
             else:
@@ -214,12 +218,13 @@ def main():
     ap.add_argument("--case", help="problem:solver:size, run in this process, JSON out")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--only", default=None, help="comma-separated problems (heat1d, heat2d)")
     a = ap.parse_args()
     if a.case:
         print(json.dumps(run_case(a.case, a.repeats)))
         return
     print(f"load: {os.getloadavg()}")
-    print(table(stiff_part(a.quick, a.repeats, a.timeout)))
+    print(table(stiff_part(a.quick, a.repeats, a.timeout, a.only and a.only.split(","))))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def smoothness(theta, m):
     return jnp.sum(jnp.diff(g, axis=0) ** 2) + jnp.sum(jnp.diff(g, axis=1) ** 2)
 
 
-def fit(m=64, iters=150, lr=0.05, reg=3e-3, frac=0.05, noise=0.01, seed=0, progress=True):
+def fit(m=64, iters=80, lr=0.05, reg=3e-3, frac=0.05, noise=0.01, seed=0, progress=True):
     """Returns (truth, recovered log k (m, m), observed indices, observations, loss history)."""
     idx, obs, u0 = observations(m, frac, noise, seed)
     scale = float(np.mean(obs**2))
@@ -156,7 +156,7 @@ def save_pictures(out, truth, recovered, idx, m):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64, help="grid size m (m x m states)")
-    ap.add_argument("--iters", type=int, default=150)
+    ap.add_argument("--iters", type=int, default=80)
     ap.add_argument("--quick", action="store_true", help="16 x 16 grid, 15 iterations")
     ap.add_argument("--out", default=None, help="directory for truth/observations/recovery PNGs")
     ap.add_argument("--no-progress", action="store_true")
