@@ -1,7 +1,7 @@
 """Solvers at scale, stiff part: large method-of-lines heat equations.
 
 diffsci Kvaerno5 with a tridiagonal (1-D) or matrix-free GMRES (2-D; "diffsci-pc": with
-solvers.TridiagonalPreconditioner and jac_sparsity) linear solve, side
+solvers.TridiagonalPreconditioner and jac_sparsity; "diffsci-bicgstab": lineax.BiCGStab) linear solve, side
 by side with diffrax Kvaerno5 (dense Jacobian and LU, its only option) and scipy BDF with
 jac_sparsity: forward time (best of a few runs after compilation), steps, peak memory
 (max RSS of a fresh subprocess per case: XLA's allocations are invisible to tracemalloc)
@@ -92,7 +92,7 @@ def _best(fn, repeats):
     return min(times), out
 
 
-def _diffsci(problem, size, grad, repeats, precond=False):
+def _diffsci(problem, size, grad, repeats, precond=False, krylov="gmres"):
     import lineax as lx
 
     import solvers
@@ -104,6 +104,8 @@ def _diffsci(problem, size, grad, repeats, precond=False):
         method = solvers.Kvaerno5(linear_solver=solvers.MatrixFreeLinearSolve(
             lx.GMRES(rtol=1e-8, atol=1e-10, restart=30, max_steps=600), solvers.TridiagonalPreconditioner()),
             jac_sparsity=_sparse_pattern(size * size, offsets))
+    elif krylov == "bicgstab":
+        method = solvers.Kvaerno5(linear_solver=lx.BiCGStab(rtol=1e-8, atol=1e-10, max_steps=600))
     else:
         method = solvers.Kvaerno5(linear_solver=lx.GMRES(rtol=1e-8, atol=1e-10, restart=30, max_steps=600))
     y0 = jnp.asarray(u0)
@@ -151,8 +153,9 @@ def _scipy(problem, size, repeats):
 def run_case(spec: str, repeats: int):
     problem, who, size = spec.split(":")
     size = int(size)
-    if who in ("diffsci", "diffsci-pc"):
-        out = _diffsci(problem, size, grad=True, repeats=repeats, precond=who == "diffsci-pc")
+    if who.startswith("diffsci"):
+        out = _diffsci(problem, size, grad=True, repeats=repeats, precond=who == "diffsci-pc",
+                       krylov="bicgstab" if who == "diffsci-bicgstab" else "gmres")
     elif who == "diffrax":
         out = _diffrax(problem, size, repeats)
     else:
@@ -187,7 +190,8 @@ def stiff_part(quick: bool, repeats: int, timeout: float, only=None):
         if only and problem not in only:
             continue
         n = size if problem == "heat1d" else size * size
-        whos = ("diffsci", "scipy", "diffrax") if problem == "heat1d" else ("diffsci", "diffsci-pc", "scipy", "diffrax")
+        whos = ("diffsci", "scipy", "diffrax") if problem == "heat1d" else \
+            ("diffsci-bicgstab", "diffsci", "diffsci-pc", "scipy", "diffrax")
         for who in whos:  # interleaved per size
             if who == "diffrax" and n > DENSE_MAX:
                 res = dict(error=f"not run: dense {n} x {n} Jacobian ({8 * n * n / 1e9:.1f} GB) and LU every step")
