@@ -162,6 +162,11 @@ def test_pattern_not_covering_jacobian(engine):
     with pytest.raises(solvers.SolveError, match="jac_sparsity"):
         final(engine(jac_sparsity=diag_only))
 
+
+
+@slow
+@pytest.mark.parametrize("engine", [solvers.Kvaerno5, solvers.Rodas5P])
+def test_tridiagonal_checks_its_assumed_pattern(engine):
     # Tridiagonal without a pattern assumes one, and checks it: a periodic (wrap-around)
     # coupling is outside it.
     def periodic(t, y, args):
