@@ -254,16 +254,22 @@ class AbstractPreconditioner(eqx.Module):
     def operator(self, f, s, y, args, hg, pattern) -> lx.AbstractLinearOperator:
         """A lineax operator P ~ W^-1 on (d,) vectors."""
 
+    def check(self, pattern: Optional[JacobianPattern], name: str) -> None:
+        """Construction-time checks (ValueError)."""
+
 
 class TridiagonalPreconditioner(AbstractPreconditioner):
     """P = (tridiagonal part of W)^-1, with J's tridiagonal part from its coloured JVPs
     (needs `jac_sparsity`): for 1-D problems the exact inverse, for 2-D ones on a
     row-major grid the line relaxation along rows."""
 
-    def operator(self, f, s, y, args, hg, pattern):
+    def check(self, pattern, name):
         if pattern is None:
-            raise ValueError("TridiagonalPreconditioner needs jac_sparsity= on the method (it builds the "
-                             "tridiagonal part of J from the coloured Jacobian)")
+            raise ValueError(f"{name}: TridiagonalPreconditioner needs jac_sparsity= on the method (it builds "
+                             f"the tridiagonal part of J from the coloured Jacobian)")
+
+    def operator(self, f, s, y, args, hg, pattern):
+        self.check(pattern, "TridiagonalPreconditioner")
         _, _, B, _ = linearise_coloured(f, s, y, args, pattern)
         b = decompress_bands(B, pattern)
         # Entries (i + 1, i) outside the (symmetrised) pattern hold other columns' sums: 0.
@@ -293,6 +299,14 @@ class MatrixFreeLinearSolve(AbstractLinearSolve):
 
     solver_: lx.AbstractLinearSolver
     preconditioner: Optional[AbstractPreconditioner] = None
+
+    def check(self, pattern, name):
+        if self.preconditioner is not None:
+            self.preconditioner.check(pattern, name)
+        elif pattern is not None:
+            raise ValueError(f"{name}: jac_sparsity is not used by a matrix-free linear_solver without a "
+                             f"preconditioner (it needs only J v products): drop it, or pass "
+                             f"solvers.MatrixFreeLinearSolve(solver, solvers.TridiagonalPreconditioner())")
 
     def _options(self, f, s, y, args, hg, pattern):
         if self.preconditioner is None:

@@ -152,6 +152,10 @@ def test_jac_sparsity_wrong_shape():
         solvers.Kvaerno5(linear_solver=lx.Tridiagonal(), jac_sparsity=np.ones((N, N), bool))
     with pytest.raises(TypeError, match="linear_solver"):
         solvers.Rodas5P(linear_solver=lx.Cholesky())
+    with pytest.raises(ValueError, match="jac_sparsity"):
+        solvers.Kvaerno5(linear_solver=GMRES, jac_sparsity=TRI)  # unused: said so
+    with pytest.raises(ValueError, match="jac_sparsity"):
+        solvers.Kvaerno5(linear_solver=solvers.MatrixFreeLinearSolve(GMRES, solvers.TridiagonalPreconditioner()))
 
 
 @pytest.mark.parametrize("engine", [solvers.Kvaerno5, pytest.param(solvers.Rodas5P, marks=slow)])
