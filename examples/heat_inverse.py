@@ -106,7 +106,7 @@ def smoothness(theta, m):
     return jnp.sum(jnp.diff(g, axis=0) ** 2) + jnp.sum(jnp.diff(g, axis=1) ** 2)
 
 
-def fit(m=64, iters=80, lr=0.05, reg=3e-3, frac=0.05, noise=0.01, seed=0, progress=True):
+def fit(m=64, iters=80, lr=0.1, reg=5e-4, frac=0.05, noise=0.01, seed=0, progress=True):
     """Returns (truth, recovered log k (m, m), observed indices, observations, loss history)."""
     idx, obs, u0 = observations(m, frac, noise, seed)
     scale = float(np.mean(obs**2))
