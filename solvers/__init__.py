@@ -18,6 +18,15 @@ from ._cache import enable_compilation_cache
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
+from ._jacobian import JacobianPattern
+from ._linear import (
+                       AbstractLinearSolve,
+                       AbstractPreconditioner,
+                       DenseLinearSolve,
+                       MatrixFreeLinearSolve,
+                       TridiagonalLinearSolve,
+                       TridiagonalPreconditioner,
+)
 from ._loop import forward as run_loop
 from ._phases import Phase, solve_phases
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Ralston, Tsit5
@@ -25,16 +34,16 @@ from ._saveat import SaveAt
 from ._solution import Solution
 from ._solve import solve
 from ._stiff import (
-    ESDIRK,
-    ESDIRKTableau,
-    ImplicitEuler,
-    Kvaerno3,
-    Kvaerno4,
-    Kvaerno5,
-    Rodas5P,
-    Rosenbrock,
-    Rosenbrock23,
-    RosenbrockTableau,
+                       ESDIRK,
+                       ESDIRKTableau,
+                       ImplicitEuler,
+                       Kvaerno3,
+                       Kvaerno4,
+                       Kvaerno5,
+                       Rodas5P,
+                       Rosenbrock,
+                       Rosenbrock23,
+                       RosenbrockTableau,
 )
 from ._symplectic import Verlet, Yoshida4
 from ._tableau import ButcherTableau
@@ -49,4 +58,6 @@ __all__ = [
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
     "Decision", "run_loop", "Phase", "solve_phases", "AbstractTableauMethod",
     "enable_compilation_cache",
+    "AbstractLinearSolve", "DenseLinearSolve", "TridiagonalLinearSolve", "MatrixFreeLinearSolve",
+    "AbstractPreconditioner", "TridiagonalPreconditioner", "JacobianPattern",
 ]

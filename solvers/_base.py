@@ -40,6 +40,8 @@ class Status(enum.IntEnum):
     BAD_TS = 7
     MAX_EVENTS = 8
     BAD_TOL = 9
+    LINEAR_SOLVE_FAIL = 10
+    JAC_SPARSITY = 11
 
     @property
     def message(self) -> str:
@@ -67,10 +69,17 @@ _MESSAGES = {
     Status.MAX_EVENTS: "more event crossings occurred than Event.max_events can hold: raise "
     "max_events (the crossings past it were not recorded).",
     Status.BAD_TOL: "the tolerances are not all positive and finite: pass rtol, atol > 0.",
+    Status.LINEAR_SOLVE_FAIL: "the implicit method's linear solver did not converge (e.g. lineax.GMRES reached "
+    "its max_steps or stagnated): raise its max_steps or restart, add a preconditioner "
+    "(solvers.MatrixFreeLinearSolve(..., preconditioner=...)), or use a direct solve (lineax.LU(), "
+    "lineax.Tridiagonal()).",
+    Status.JAC_SPARSITY: "the Jacobian of f has nonzeros outside jac_sparsity (checked at every Jacobian: J v "
+    "by a JVP against the coloured Jacobian times v): pass a pattern covering every df_i/dy_j that can be "
+    "nonzero (or no jac_sparsity).",
 }
 
 FAILURES = (Status.MAX_STEPS, Status.DT_MIN, Status.NONFINITE, Status.NEWTON_FAIL, Status.BAD_TS,
-            Status.MAX_EVENTS, Status.BAD_TOL)
+            Status.MAX_EVENTS, Status.BAD_TOL, Status.LINEAR_SOLVE_FAIL, Status.JAC_SPARSITY)
 MESSAGES = {s: s.message for s in FAILURES}
 
 
@@ -83,6 +92,8 @@ class StepResult(NamedTuple):
     n_f: number of evaluations of f this step made (an int or an int32 scalar: Newton
     iterations vary). ok: False when the step failed (e.g. Newton); solve shrinks h.
     n_jac: number of Jacobians of f formed (implicit methods).
+    fail: a Status code (int or int32 scalar) that ends the solve now, e.g.
+    Status.LINEAR_SOLVE_FAIL; 0: none (a failure a smaller step can cure is ok=False).
     """
 
     y1: Any
@@ -92,6 +103,7 @@ class StepResult(NamedTuple):
     n_f: Any
     ok: Any = True
     n_jac: Any = 0
+    fail: Any = 0
 
 
 def rms(x):

@@ -1,24 +1,27 @@
 """ESDIRK methods: the engine `ESDIRK(tableau)` and its tableaus (ImplicitEuler,
 Kvaerno3, Kvaerno4, Kvaerno5).
 
-Each implicit stage is solved by simplified Newton with one LU per step; derivatives come
-from the implicit function theorem (`_newton.newton_stage`), so they are exact for the
-converged stages whatever the number of Newton iterations taken.
+Each implicit stage is solved by simplified Newton with one Newton matrix per step
+(dense LU by default; see `_linear.py` for the tridiagonal and matrix-free solves);
+derivatives come from the implicit function theorem (`_newton.newton_stage`), so they
+are exact for the converged stages whatever the number of Newton iterations taken.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import AbstractTableauMethod, StepResult, named_method
-from ._newton import all_finite, f_jac, huge, newton_matrix, newton_stage
+from ._base import AbstractTableauMethod, Status, StepResult, named_method
+from ._jacobian import JacobianPattern, to_pattern
+from ._linear import AbstractLinearSolve, DenseLinearSolve, Linearisation, as_linear_solve
+from ._newton import all_finite, huge, newton_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,40 +107,66 @@ _HERMITE = {m: _hermite_matrix(m) for m in (0, 1, 2)}
 def _hermite_data(Z, h, lin0, lin1, m):
     """(2m+1, d) data of the Hermite interpolant (see `_hermite_matrix`): y1 - y0, then
     h^k y^(k) for k = 1..m at the start and at the end of the step, from the
-    linearisations (f, J, df/ds) there (y' = f, y'' = J f + df/ds)."""
+    linearisations there (y' = f, y'' = J f + df/ds)."""
 
-    def derivs(lin):
-        f, J, ft = lin
-        return ([h * f] if m >= 1 else []) + ([h * h * (J @ f + ft)] if m >= 2 else [])
+    def derivs(lin: Linearisation):
+        return ([h * lin.f] if m >= 1 else []) + ([h * h * (lin.jf + lin.ft)] if m >= 2 else [])
 
     return jnp.stack([Z] + derivs(lin0) + derivs(lin1))
 
 
-def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin, newton):
-    """The stage derivatives F_i (list of (d,)), the increment y1 - y0, ok and the number
-    of f evaluations of one ESDIRK step, from lin = (f, J, df/ds) at (s, y).
-    newton = (rtol, atol, max_iters)."""
-    rtol, atol, max_iters = newton
+class _Newton(NamedTuple):
+    """Newton settings of one step: tolerances, iteration cap, and the linear solve with its
+    sparsity pattern (None: none)."""
+
+    rtol: float
+    atol: float
+    max_iters: int
+    linear: AbstractLinearSolve
+    pattern: Optional[JacobianPattern]
+
+
+def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin: Linearisation, newton: _Newton):
+    """The stage derivatives F_i (list of (d,)), the increment y1 - y0, ok, linear_ok (no
+    linear solve failed) and the number of f evaluations of one ESDIRK step, from the
+    linearisation at (s, y)."""
     hg = h * tab.gamma
-    solve_M = newton_matrix(lin[1], hg)
-    scale = jax.lax.stop_gradient(atol + rtol * jnp.abs(y))
+    ls, pattern = newton.linear, newton.pattern
+    solve_M = ls.solver(f, s, y, args, lin, hg, pattern, newton=True)
+    tangent_solve = ls.tangent_solver(f, s, y, args, lin, hg, pattern)
+    scale = jax.lax.stop_gradient(newton.atol + newton.rtol * jnp.abs(y))
     # Stages are solved for their increments Z_i = z_i - y0 (Hairer & Wanner IV.8): the
     # stage derivatives F_i = (Z_i - psi_i) / (h gamma) and the error estimate then
     # difference small numbers, not values of the size of y0 (this matters in float32,
     # e.g. ROBER, where y3 ~ 1 moves by 1e-8 per step).
-    Fs, Zs = [lin[0]], [jnp.zeros_like(y)]
-    ok, n_f, rate = jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.ones((), y.dtype)
+    Fs, Zs = [lin.f], [jnp.zeros_like(y)]
+    ok, lin_ok, n_f, rate = jnp.asarray(True), jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.ones((), y.dtype)
     for i in range(1, len(tab.c)):
         psi = h * _comb(tab.a[i][:i], Fs)
         Z0 = jnp.zeros_like(y) if tab.predictor is None else _comb(tab.predictor[i][:i], Zs)
-        Z, conv, iters, rate = newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, scale, max_iters,
-                                            rate)
-        ok, n_f = ok & conv, n_f + iters
+        Z, conv, iters, rate, lok = newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, tangent_solve,
+                                                 scale, newton.max_iters, rate)
+        ok, lin_ok, n_f = ok & conv, lin_ok & lok, n_f + iters
         # F_i from the stage equation rather than f(z_i): no extra f evaluation, and the
         # leftover Newton error is divided by h gamma instead of multiplied by a stiff J.
         Fs.append((Z - psi) / hg)
         Zs.append(Z)
-    return Fs, Zs[-1], ok, n_f
+    return Fs, Zs[-1], ok, lin_ok, n_f
+
+
+def failure_code(linear_ok, pattern_ok):
+    """The StepResult.fail code: JAC_SPARSITY, LINEAR_SOLVE_FAIL or 0."""
+    return jnp.where(~pattern_ok, int(Status.JAC_SPARSITY),
+                     jnp.where(~linear_ok, int(Status.LINEAR_SOLVE_FAIL), 0)).astype(jnp.int32)
+
+
+def check_pattern_size(method, y0):
+    """ValueError if the method's jac_sparsity does not match the flattened size of y0."""
+    p = method.jac_sparsity
+    d = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(y0))
+    if p is not None and p.d != d:
+        raise ValueError(f"{type(method).__name__}: jac_sparsity is ({p.d}, {p.d}) but the state has {d} "
+                         f"components (flattened): pass a ({d}, {d}) pattern")
 
 
 def _comb(w, xs):
@@ -156,8 +185,13 @@ class ESDIRK(AbstractTableauMethod):
     next step's explicit first stage: one linearisation per step, as before, moved from
     the step's start to its end.
 
-    Per step: one LU of I - h gamma J reused by the simplified Newton iteration of every
-    implicit stage. If a stage's Newton iteration fails (divergence, inf/NaN, or
+    Per step: one Newton matrix I - h gamma J (`linear_solver`: dense LU by default,
+    `lineax.Tridiagonal()`, or matrix-free `lineax.GMRES(...)` / `lineax.BiCGStab(...)` from
+    J v products; see `_linear.py`) reused by the simplified Newton iteration of every
+    implicit stage. `jac_sparsity`: optional (d, d) boolean pattern of J (as scipy's):
+    J is then built from a few coloured JVPs and checked against the pattern at every
+    Jacobian (Status.JAC_SPARSITY). A linear solve that does not converge ends the solve
+    with Status.LINEAR_SOLVE_FAIL. If a stage's Newton iteration fails (divergence, inf/NaN, or
     `max_newton_iters` reached) the step returns ok=False and `solve` shrinks the step.
     Newton stops when its estimated error is below newton_atol + newton_rtol |y|
     (componentwise, RMS norm), or when it stalls at rounding level. Unset tolerances
@@ -173,6 +207,9 @@ class ESDIRK(AbstractTableauMethod):
     newton_rtol: Optional[float] = eqx.field(default=None, static=True)
     newton_atol: Optional[float] = eqx.field(default=None, static=True)
     max_newton_iters: int = eqx.field(default=10, static=True)
+    linear_solver: AbstractLinearSolve = eqx.field(default=DenseLinearSolve(), static=True,
+                                                   converter=as_linear_solve)
+    jac_sparsity: Optional[JacobianPattern] = eqx.field(default=None, static=True, converter=to_pattern)
 
     init_evals = 1
     init_jacs = 1  # init forms the linearisation at the start
@@ -187,6 +224,15 @@ class ESDIRK(AbstractTableauMethod):
                 raise ValueError(f"{name}: {field} must be a positive finite float or None, got {v!r}")
         if not (isinstance(self.max_newton_iters, int) and self.max_newton_iters >= 1):
             raise ValueError(f"{name}: max_newton_iters must be an int >= 1, got {self.max_newton_iters!r}")
+        self.linear_solver.check(self.jac_sparsity, name)
+
+    def specialize(self, y0):
+        check_pattern_size(self, y0)
+        return self
+
+    def backsolve_method(self):
+        # BacksolveAdjoint's augmented system is larger than y: no pattern applies to it.
+        return dataclasses.replace(self, linear_solver=self.linear_solver.augmented(), jac_sparsity=None)
 
     def _tols(self, dtype):
         # Defaults when no tolerances were given (see `with_tolerances`): Newton errors
@@ -209,19 +255,20 @@ class ESDIRK(AbstractTableauMethod):
         )
 
     def init(self, f, s, y, args):
-        return f_jac(f, s, y, args, with_time=True)
+        return self.linear_solver.linearise(f, s, y, args, self.jac_sparsity)
 
     def step(self, f, s, y, h, args, state):
         tab = self.tableau
-        newton = self._tols(y.dtype) + (self.max_newton_iters,)
-        Fs, Z, ok, n_f = esdirk_stages(tab, f, s, y, h, args, state, newton)
+        newton = _Newton(*self._tols(y.dtype), self.max_newton_iters, self.linear_solver, self.jac_sparsity)
+        Fs, Z, ok, lin_ok, n_f = esdirk_stages(tab, f, s, y, h, args, state, newton)
         y1 = y + Z
         y_err = h * _comb(tab.e, Fs)
-        ok = ok & all_finite(y1, y_err)
-        lin1 = f_jac(f, s + h, y1, args, with_time=True)  # the next step's state
+        lin1 = self.linear_solver.linearise(f, s + h, y1, args, self.jac_sparsity)  # the next step's state
+        fail = failure_code(lin_ok, state.pattern_ok & lin1.pattern_ok)
+        ok = ok & all_finite(y1, y_err) & (fail == 0)
         dense = (y, _hermite_data(Z, h, state, lin1, tab.hermite))
         return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=lin1,
-                          ok=ok, n_f=n_f + 1, n_jac=1)
+                          ok=ok, n_f=n_f + 1, n_jac=1, fail=fail)
 
     def interpolate(self, dense, h, theta):
         y0, data = dense

@@ -287,10 +287,13 @@ def _status(prob: Problem, status, res, d, accept, last, terminal_hit, overflow,
         status = jnp.where(finished & ~terminal_hit, Status.NO_EVENT, status)
     fail_code = jnp.where(~jnp.asarray(res.ok), Status.NEWTON_FAIL,
                           jnp.where(jnp.all(jnp.isfinite(res.y1)), Status.DT_MIN, Status.NONFINITE))
-    status = jnp.where(d.stuck, fail_code, status)
-    out_of_steps = ~finished & ~d.stuck & (n_steps >= prob.max_steps)
+    hard = jnp.asarray(res.fail) != 0  # a failure the method reports as final (see StepResult.fail)
+    fail_code = jnp.where(hard, res.fail, fail_code)
+    stuck = d.stuck | hard
+    status = jnp.where(stuck, fail_code, status)
+    out_of_steps = ~finished & ~stuck & (n_steps >= prob.max_steps)
     status = jnp.where(out_of_steps, Status.MAX_STEPS, status)
-    return status, ~(finished | d.stuck | out_of_steps)
+    return status, ~(finished | stuck | out_of_steps)
 
 
 def forward(prob: Problem, y0, p: Params, ss, h0):

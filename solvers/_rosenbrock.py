@@ -1,24 +1,29 @@
 """Rosenbrock methods: the engine `Rosenbrock(tableau)` and its tableaus (Rodas5P,
 Rosenbrock23).
 
-A Rosenbrock step is linearly implicit: a fixed sequence of f evaluations, one LU
-factorisation of I - h gamma J and one triangular solve per stage, all differentiable by
-JAX directly (w.r.t. y, h, s and args, reverse and forward mode; J brings in second
-derivatives of f, which JAX provides). No Newton iteration, so no convergence failures.
+A Rosenbrock step is linearly implicit: a fixed sequence of f evaluations, one
+factorisation of I - h gamma J (dense LU by default; tridiagonal or matrix-free Krylov
+solves through `_linear.py`) and one solve per stage, all differentiable by JAX directly
+(w.r.t. y, h, s and args, reverse and forward mode; J brings in second derivatives of f,
+which JAX provides). No Newton iteration, so no convergence failures (a Krylov solve
+that does not converge is reported: Status.LINEAR_SOLVE_FAIL).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import lu_factor, lu_solve
 
 from ._base import AbstractTableauMethod, StepResult, named_method
-from ._newton import all_finite, f_jac, huge
+from ._esdirk import check_pattern_size, failure_code
+from ._jacobian import JacobianPattern, to_pattern
+from ._linear import AbstractLinearSolve, DenseLinearSolve, as_linear_solve
+from ._newton import all_finite, huge
 
 
 def _lower(name, field, m, shape):
@@ -108,11 +113,15 @@ def _comb(w, ks):
     return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(ks[0])
 
 
-def rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args):
-    """One Rosenbrock step (see RosenbrockTableau). Returns (y1, y_err, dense, ok)."""
-    f0, J, ft = f_jac(f, s, y, args, with_time=True)
+def rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args, linear: AbstractLinearSolve,
+                    pattern: Optional[JacobianPattern]):
+    """One Rosenbrock step (see RosenbrockTableau). Returns (y1, y_err, dense, ok, fail)
+    (fail: a StepResult.fail code)."""
+    lin = linear.linearise(f, s, y, args, pattern)
+    f0, ft = lin.f, lin.ft
     hg = h * tab.gamma
-    lu = lu_factor(jnp.eye(y.shape[0], dtype=y.dtype) - hg * J)
+    solve_w = linear.solver(f, s, y, args, lin, hg, pattern, newton=False)
+    lin_ok = jnp.asarray(True)
     ks: list = []
     for i in range(len(tab.b)):
         fi = f0 if i == 0 else f(s + tab.c[i] * h, y + _comb(tab.a[i][:i], ks), args)
@@ -121,40 +130,62 @@ def rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args):
             rhs = rhs + (hg * h * tab.d[i]) * ft
         if i > 0 and any(tab.C[i][:i]):
             rhs = rhs + tab.gamma * _comb(tab.C[i][:i], ks)
-        ks.append(lu_solve(lu, rhs))
+        k, ok = solve_w(rhs)
+        ks.append(k)
+        lin_ok = lin_ok & ok
     y1 = y + _comb(tab.b, ks)
     y_err = _comb(tab.e, ks)
     dense = (y, y1) + tuple(_comb(row, ks) for row in tab.H)
-    return y1, y_err, dense, all_finite(y1, y_err)
+    fail = failure_code(lin_ok, lin.pattern_ok)
+    return y1, y_err, dense, all_finite(y1, y_err) & (fail == 0), fail
 
 
 class Rosenbrock(AbstractTableauMethod):
     """A Rosenbrock method given by a `RosenbrockTableau`: `Rosenbrock(tableau)` is the
     engine Rodas5P and Rosenbrock23 are built on.
 
-    Per step: one f linearisation (f, df/dy and df/ds by forward-mode autodiff), one LU
-    of I - h gamma J (d x d, dense), s - 1 further f evaluations and s solves. `ok` is
+    Per step: one f linearisation (f, df/dy and df/ds by forward-mode autodiff), one
+    factorisation of I - h gamma J, s - 1 further f evaluations and s solves. `ok` is
     False only if the step produced inf/NaN. No state between steps.
+
+    `linear_solver`: dense LU (default), `lineax.Tridiagonal()`, or matrix-free
+    `lineax.GMRES(...)` / `lineax.BiCGStab(...)` (J v products only; a Krylov solve that
+    does not converge ends the solve with Status.LINEAR_SOLVE_FAIL). `jac_sparsity`:
+    optional (d, d) boolean pattern of J, built from coloured JVPs and checked at every
+    Jacobian (Status.JAC_SPARSITY).
 
     Shapes: y (d,), s and h scalars. Differentiable (reverse and forward mode) w.r.t.
     y, h, s and args.
     """
 
     tableau: RosenbrockTableau = eqx.field(static=True)
+    linear_solver: AbstractLinearSolve = eqx.field(default=DenseLinearSolve(), static=True,
+                                                   converter=as_linear_solve)
+    jac_sparsity: Optional[JacobianPattern] = eqx.field(default=None, static=True, converter=to_pattern)
 
     def __check_init__(self):
         if not isinstance(self.tableau, RosenbrockTableau):
             raise TypeError(f"Rosenbrock(tableau) takes a solvers.RosenbrockTableau, got "
                             f"{type(self.tableau).__name__}")
+        self.linear_solver.check(self.jac_sparsity, type(self).__name__)
+
+    def specialize(self, y0):
+        check_pattern_size(self, y0)
+        return self
+
+    def backsolve_method(self):
+        # BacksolveAdjoint's augmented system is larger than y: no pattern applies to it.
+        return dataclasses.replace(self, linear_solver=self.linear_solver.augmented(), jac_sparsity=None)
 
     def init(self, f, s, y, args):
         return ()  # no state carried between steps (no FSAL)
 
     def step(self, f, s, y, h, args, state):
-        y1, y_err, dense, ok = rosenbrock_step(self.tableau, f, s, y, h, args)
+        y1, y_err, dense, ok, fail = rosenbrock_step(self.tableau, f, s, y, h, args, self.linear_solver,
+                                                     self.jac_sparsity)
         y_err = jnp.where(ok, y_err, huge(y))
         return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok,
-                          n_f=len(self.tableau.b), n_jac=1)
+                          n_f=len(self.tableau.b), n_jac=1, fail=fail)
 
     def interpolate(self, dense, h, theta):
         y0, y1, *K = dense
