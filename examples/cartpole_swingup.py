@@ -247,7 +247,7 @@ def main(argv=None):
     ap.add_argument("--solver", choices=["rk4", "tsit5"], default="rk4",
                     help="training solver: fixed-step RK4 or adaptive Tsit5 (DiscreteAdjoint)")
     a = ap.parse_args(argv)
-    steps = a.steps if a.steps is not None else (30 if a.quick else 600)
+    steps = a.steps if a.steps is not None else (30 if a.quick else 1000)
     seeds = range(a.seeds) if a.seeds is not None else [a.seed]
     wins = 0
     for seed in seeds:
