@@ -54,10 +54,12 @@ def test_neural_ode_spiral(tmp_path):
 def test_pendulum_swingup(tmp_path):
     out = run_example("pendulum_swingup.py", tmp_path)
     check_png(tmp_path / "pendulum_swingup.png")
-    # quick mode: 200 episodes roughly halve the loss; the full run solves swing-up and
-    # balance after ~300 episodes (held within 0.03 rad of upright over the last second)
-    assert number(r"loss ratio final/initial: (\S+)", out) < 0.8
-    assert number(r"hold error over the last second: max angle from upright (\S+) rad", out) <= 3.1416
+    # quick mode: 40 steps do not swing it up, and the honest verdict (10 fresh starts,
+    # 14 s, adaptive Tsit5) says so; that a short training lowers the loss, the gradient
+    # against central differences and the 9-of-10-seeds full runs (slow) are in
+    # tests/test_cartpole_swingup.py
+    assert number(r"successes: (\d+) of 1", out) == 0
+    assert number(r"max angle error (\S+) rad", out) > 0.1
 
 
 def test_ensemble_sharding(tmp_path):
