@@ -17,6 +17,7 @@ from ._base import AbstractMethod, AbstractTableauMethod, Status, StepResult, rm
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
+from ._interpolating import InterpolatingAdjoint
 from ._loop import forward as run_loop
 from ._phases import Phase, solve_phases
 from ._rk import RK4, Bosh3, Dopri5, Dopri8, Euler, ExplicitRK, Heun, Midpoint, Ralston, Tsit5
@@ -47,4 +48,5 @@ __all__ = [
     "DiscreteAdjoint", "CheckpointAdjoint", "BacksolveAdjoint", "ForwardMode", "AbstractAdjoint",
     "AbstractReverseAdjoint", "AbstractController", "PIDController", "ConstantStepSize", "SaveAt", "rms",
     "Decision", "run_loop", "Phase", "solve_phases", "AbstractTableauMethod",
+    "InterpolatingAdjoint",
 ]

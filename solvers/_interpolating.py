@@ -1,0 +1,193 @@
+"""`InterpolatingAdjoint`: the continuous adjoint solved backwards against the forward
+solution's dense output, re-created interval by interval from checkpoints.
+
+BacksolveAdjoint integrates y backwards together with the adjoint, which is unstable
+for dissipative systems (a heat equation run backwards amplifies every error). Here y
+is never integrated backwards: the forward pass stores the state every `every` steps;
+the backward pass, for each interval between two checkpoints from the last to the
+first, re-runs the interval's recorded steps forwards from its checkpoint keeping their
+dense output, then integrates a' = -a^T dF/dy and g' = -a^T dF/dp backwards over it,
+reading y(s) from that dense output. The adjoint ODE run backwards is as stable as the
+forward problem is forwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from . import _loop
+from ._adjoint import AbstractReverseAdjoint
+from ._base import Status
+from ._errors import raise_if
+
+_ADJOINT_FAILED = (
+    "InterpolatingAdjoint: the backwards solve of the adjoint ODE did not reach the start of an "
+    "interval (max_steps or a step-size failure): raise max_steps, or loosen rtol/atol"
+)
+
+
+class _Interval(NamedTuple):
+    """The forward solution on one interval between checkpoints, as dense output."""
+
+    s: Any  # (every,) start of each step
+    h: Any  # (every,)
+    dense: Any  # the steps' dense output, stacked (leading axis every)
+    count: Any  # how many of the `every` steps are real (the last interval is short)
+
+
+def _replay(prob, p, rec, seg, every, y_start) -> _Interval:
+    """The recorded steps of interval `seg` re-run forwards from its checkpoint."""
+    method, j0 = prob.method, seg * every
+
+    def body(y, i):
+        j = j0 + i
+        res = method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p))
+        return res.y1, res.dense
+
+    _, dense = jax.lax.scan(body, y_start, jnp.arange(every))
+    s = jax.lax.dynamic_slice_in_dim(rec.s, j0, every)
+    h = jax.lax.dynamic_slice_in_dim(rec.h, j0, every)
+    return _Interval(s, h, dense, jnp.clip(rec.n - j0, 1, every))
+
+
+def _y_at(method, iv: _Interval, s):
+    """The forward solution at s, from the step of the interval that contains it."""
+    # Slots past the interval's last step hold zeros: +inf keeps the search sorted.
+    starts = jnp.where(jnp.arange(iv.s.shape[0]) < iv.count, iv.s, jnp.inf)
+    i = jnp.clip(jnp.searchsorted(starts, s, side="right") - 1, 0, iv.count - 1)
+    dense = jax.tree_util.tree_map(lambda x: x[i], iv.dense)
+    theta = _loop.clamp01((s - iv.s[i]) / jnp.where(iv.h[i] == 0, 1.0, iv.h[i]))
+    return method.interpolate(dense, iv.h[i], theta)
+
+
+class _Adjoint(NamedTuple):
+    prob: Any
+    p: Any
+    unravel_p: Any
+    d: int
+
+    def F_p(self, s, y, pf):
+        return self.prob.F(s, y, _loop.Params(*self.unravel_p(pf), self.p.consts))
+
+    def field(self, sigma, z, pp):
+        """d(a, g)/dsigma, s = s_hi - sigma (s_hi - s_lo) run backwards as sigma goes 0 -> 1."""
+        s_hi, s_lo, pf, iv = pp.args
+        s = s_hi - sigma * (s_hi - s_lo)
+        y = _y_at(self.prob.method, iv, s)
+        _, vjp = jax.vjp(lambda y, pf: self.F_p(s, y, pf), y, pf)
+        ay, ap = vjp(z[: self.d])
+        return (s_hi - s_lo) * jnp.concatenate([ay, ap])
+
+    def back(self, z, s_hi, s_lo, pf, iv, h_last):
+        """(a, g) carried from s_hi back to s_lo, and whether that solve succeeded."""
+        dtype = z.dtype
+        method = self.prob.method.backsolve_method()
+        controller = self.p.consts.controller.for_augmented()
+        aug = _loop.Problem(F=self.field, method=method, max_steps=self.prob.max_steps, n_save=0)
+        pp = _loop.Params((s_hi, s_lo, pf, iv), jnp.zeros((), dtype), jnp.ones((), dtype),
+                          _loop.Consts((), controller))
+        go = s_hi > s_lo
+        length = jnp.where(go, s_hi - s_lo, 1.0)
+        # The forward solve's step at s_hi, in units of this interval, starts the backward one.
+        h, _ = controller.init_step(self.field, method, z, pp, h_last / length, jnp.ones((), dtype))
+        res = _loop.forward(aug, z, pp, jnp.zeros((0,), dtype), jnp.clip(h, 1e-12, 1.0))
+        return jnp.where(go, res.y_final, z), ~go | (res.status == Status.SUCCESS)
+
+
+def interpolating_backward(prob, y0, p, ss, out, ct, every: int):
+    """Cotangents (y0, args, t0, t1, ss) by the interpolating continuous adjoint; NaN
+    (or, with throw, an error) when a backwards adjoint solve failed."""
+    pf, unravel_p = ravel_pytree((p.args, p.t0, p.t1))
+    adj = _Adjoint(prob, p, unravel_p, y0.shape[0])
+    rec, d, n_save = out.records, y0.shape[0], ss.shape[0]
+    n_seg = (rec.n + every - 1) // every
+
+    def interval(k, carry):
+        z, s_cur, i_save, ct_ss, ok = carry
+        seg = n_seg - 1 - k
+        iv = _replay(prob, p, rec, seg, every, _loop.recorded_state(prob, rec, seg))
+        s_lo = iv.s[0]
+        h_last = iv.h[iv.count - 1]
+
+        def save_cond(c):
+            return (c[2] >= 0) & (ss[jnp.maximum(c[2], 0)] >= s_lo)
+
+        def save_body(c):
+            # Down to save point i, where its cotangent enters the adjoint.
+            z, s_cur, i, ct_ss, ok = c
+            s_i = jnp.minimum(ss[i], s_cur)
+            z, ok_i = adj.back(z, s_cur, s_i, pf, iv, h_last)
+            y_i = _y_at(prob.method, iv, s_i)
+            ct_ss = ct_ss.at[i].add(ct.ys[i] @ adj.F_p(s_i, y_i, pf))
+            z = z.at[:d].add(ct.ys[i])
+            return z, s_i, i - 1, ct_ss, ok & ok_i
+
+        if n_save:
+            z, s_cur, i_save, ct_ss, ok = jax.lax.while_loop(save_cond, save_body, (z, s_cur, i_save, ct_ss, ok))
+        z, ok_k = adj.back(z, s_cur, s_lo, pf, iv, h_last)
+        return z, s_lo, i_save, ct_ss, ok & ok_k
+
+    z0 = jnp.concatenate([ct.y_final, jnp.zeros_like(pf)])
+    init = (z0, out.s_final, jnp.asarray(n_save - 1, jnp.int32), jnp.zeros_like(ss), jnp.asarray(True))
+    z, _, _, ct_ss, ok = jax.lax.fori_loop(0, n_seg, interval, init)
+    grads = (z[:d], *unravel_p(z[d:]), ct_ss)
+    if prob.throw:
+        grads = jax.tree_util.tree_map(lambda g: raise_if(g, ~ok, _ADJOINT_FAILED), grads)
+    return jax.tree_util.tree_map(lambda g: jnp.where(ok, g, jnp.nan), grads)
+
+
+class InterpolatingAdjoint(AbstractReverseAdjoint):
+    """Continuous adjoint against the checkpointed dense output of the forward solve
+    (as SciMLSensitivity's InterpolatingAdjoint with checkpointing).
+
+    The forward pass stores the state every ceil(max_steps / checkpoints) steps. The
+    backward pass, for each interval between two stored states, last first, re-runs the
+    interval's steps forwards from its checkpoint keeping their dense output, and solves
+    the adjoint ODE a' = -a^T df/dy with the parameter quadrature g' = -a^T df/dp
+    backwards over it, reading y(t) from that dense output. y itself is never solved
+    backwards, so unlike `BacksolveAdjoint` it is stable on dissipative problems
+    (diffusion, damping). Memory: checkpoints x state size, plus the dense output of one
+    interval (max_steps / checkpoints steps).
+
+    It is a continuous adjoint: the gradient of the exact solution, which matches the
+    gradient of the computed one (and finite differences of it) only to about the solve
+    tolerance; use DiscreteAdjoint or CheckpointAdjoint for the exact one. Gradients
+    flow to y0, args (any PyTree), t0, t1 and SaveAt ts. Events, dense output and
+    SaveAt(steps=True) are not supported. If a backwards adjoint solve fails
+    (max_steps), the gradient is refused: `SolveError` with throw=True, NaN otherwise.
+
+    checkpoints: how many states the forward pass stores (int >= 1).
+    """
+
+    checkpoints: int = 64
+
+    def __check_init__(self):
+        c = self.checkpoints
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise TypeError(f"InterpolatingAdjoint(checkpoints=N) needs an int N >= 1, got {c!r}")
+        if c < 1:
+            raise ValueError(f"InterpolatingAdjoint(checkpoints=N) needs N >= 1, got {c}")
+
+    def check(self, saveat):
+        if saveat.dense or saveat.steps:
+            raise ValueError(
+                "InterpolatingAdjoint cannot differentiate dense output or SaveAt(steps=True): use "
+                "DiscreteAdjoint() or CheckpointAdjoint()"
+            )
+
+    def loop(self, prob, y0, p, ss, h0):
+        if prob.events is not None:
+            raise ValueError("InterpolatingAdjoint does not support events: use DiscreteAdjoint() or "
+                             "CheckpointAdjoint()")
+        return super().loop(prob, y0, p, ss, h0)
+
+    def record_every(self, max_steps):
+        return max(2, -(-max_steps // int(self.checkpoints)))
+
+    def backward(self, prob, y0, p, ss, residual, ct, needs):
+        return interpolating_backward(prob, y0, p, ss, residual[0], ct, prob.record_every)
