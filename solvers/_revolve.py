@@ -43,7 +43,8 @@ def _least_reps(l, c, bits: int):
         go = hi - lo > 1
         return jnp.where(go & ~ok, mid, lo), jnp.where(go & ok, mid, hi)
 
-    return jax.lax.fori_loop(0, bits, body, (lo, hi))[1]
+    # Unrolled: a few dozen scalar operations, which as a loop cost more in loop overhead.
+    return jax.lax.fori_loop(0, bits, body, (lo, hi), unroll=True)[1]
 
 
 def cost(l, s, bits: int = 32):
@@ -99,7 +100,10 @@ def reverse(n, y0, slots: int, bits: int, advance: Callable, backward: Callable,
     def body(st: _State):
         lo = st.at[st.top]
         l = st.end - lo
-        m = jnp.where(l <= 1, 0, split(l, slots - 1 - st.top, bits))
+        free = slots - 1 - st.top
+        # Reversing the checkpoint's own step, or with no slot free, needs no split.
+        m = jax.lax.cond((l <= 1) | (free <= 0), lambda: jnp.maximum(l - 1, 0),
+                         lambda: split(l, free, bits))
         y = run(st.ys[st.top], lo, m)
         q = lo + m
         direct = q == st.end - 1

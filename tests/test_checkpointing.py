@@ -83,7 +83,7 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("method, budget", [
     (solvers.Tsit5(), True),
-    (solvers.Rodas5P(), False),
+    pytest.param(solvers.Rodas5P(), False, marks=pytest.mark.slow),  # 40 s on a loaded 2-core machine
     pytest.param(solvers.Kvaerno5(), True, marks=pytest.mark.slow),
     pytest.param(solvers.Dopri8(), True, marks=pytest.mark.slow),
 ])
