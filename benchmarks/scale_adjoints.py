@@ -193,7 +193,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N = 64 and 256 only, fewer repeats")
     args = ap.parse_args(argv)
-    sizes, repeats = ([64, 256], 2) if args.quick else ([64, 256, 1024, 4096], 3)
+    sizes, repeats = ([64, 256], 3) if args.quick else ([64, 256, 1024, 4096], 5)
     t0 = time.time()
     load = os.getloadavg()[0]
     all_rows = {n: measure(n, repeats) for n in sizes}

@@ -141,7 +141,7 @@ def _instantiate(x):
 DEFAULT_BUDGET = 256 * 2**20
 
 
-def _SPARSE(max_steps):
+def sparse_recording(max_steps):
     # A record_every beyond max_steps: the loop stores (s, h) of every step and the state
     # of step 0 only (the binomial backward pass starts from y0).
     return max_steps + 1
@@ -198,7 +198,7 @@ class DiscreteAdjoint(AbstractReverseAdjoint):
 
     def recording(self, prob, y0):
         over = record_bytes(prob.max_steps, y0) > self.memory_budget
-        return _SPARSE(prob.max_steps) if over else 1
+        return sparse_recording(prob.max_steps) if over else 1
 
     def _forward_route(self, y0, p, ss, needs):
         n_in = sum(ravel_pytree(x)[0].size for x, n in zip(_parts(y0, p, ss), needs.as_tuple()) if n)
@@ -259,7 +259,7 @@ class CheckpointAdjoint(AbstractReverseAdjoint):
         return budget_slots(self.memory_budget, max_steps, y0)
 
     def record_every(self, max_steps):
-        return _SPARSE(max_steps)
+        return sparse_recording(max_steps)
 
     def backward(self, prob, y0, p, ss, residual, ct, needs):
         if prob.record_every == 1:

@@ -79,7 +79,7 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def _advance(prob, p, rec):
+def advance_step(prob, p, rec):
     """The recorded step j recomputed from its start state y (the forward loop's step)."""
     method = prob.method
 
@@ -112,7 +112,7 @@ def discrete_backward(prob, y0, p, ss, out, ct, needs):
         a, (ct_args, ct_t0, ct_t1), ct_ss = jax.lax.fori_loop(0, n, body, carry)
         return a, ct_args, ct_t0, ct_t1, ct_ss
 
-    advance = _advance(prob, p, rec)
+    advance = advance_step(prob, p, rec)
 
     def replay(seg):
         # States of the steps of one segment, recomputed from its checkpoint.
@@ -144,6 +144,6 @@ def binomial_backward(prob, y0, p, ss, out, ct, needs, slots: int):
     one_step = lambda j, y_j, carry: _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry)  # noqa: E731
     bits = max(prob.max_steps, 2).bit_length() + 1
     start = _start(prob, p, ss, ct, needs)
-    carry, _ = _revolve.reverse(rec.n, y0, slots, bits, _advance(prob, p, rec), one_step, start)
+    carry, _ = _revolve.reverse(rec.n, y0, slots, bits, advance_step(prob, p, rec), one_step, start)
     a, (ct_args, ct_t0, ct_t1), ct_ss = carry
     return a, ct_args, ct_t0, ct_t1, ct_ss

@@ -3,12 +3,11 @@ solution's dense output, re-created interval by interval from checkpoints.
 
 BacksolveAdjoint integrates y backwards together with the adjoint, which is unstable
 for dissipative systems (a heat equation run backwards amplifies every error). Here y
-is never integrated backwards: the forward pass stores the state every `every` steps;
-the backward pass, for each interval between two checkpoints from the last to the
-first, re-runs the interval's recorded steps forwards from its checkpoint keeping their
-dense output, then integrates a' = -a^T dF/dy and g' = -a^T dF/dp backwards over it,
-reading y(s) from that dense output. The adjoint ODE run backwards is as stable as the
-forward problem is forwards.
+is never integrated backwards: the backward pass gets each recorded step's start state,
+last step first, from checkpoints placed by the binomial schedule (`_revolve`), re-runs
+that step forwards for its dense output, and integrates a' = -a^T dF/dy and
+g' = -a^T dF/dp backwards across the step, reading y(s) from that dense output. The
+adjoint ODE run backwards is as stable as the forward problem is forwards.
 """
 
 from __future__ import annotations
@@ -20,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from . import _loop
-from ._adjoint import AbstractReverseAdjoint
+from . import _loop, _revolve
+from ._adjoint import AbstractReverseAdjoint, sparse_recording
 from ._base import Status
+from ._discrete import advance_step
 from ._errors import raise_if
 
 _ADJOINT_FAILED = (
@@ -31,38 +31,25 @@ _ADJOINT_FAILED = (
 )
 
 
-class _Interval(NamedTuple):
-    """The forward solution on one interval between checkpoints, as dense output."""
+class _Step(NamedTuple):
+    """One forward step, [s, s + h], as dense output."""
 
-    s: Any  # (every,) start of each step
-    h: Any  # (every,)
-    dense: Any  # the steps' dense output, stacked (leading axis every)
-    count: Any  # how many of the `every` steps are real (the last interval is short)
-
-
-def _replay(prob, p, rec, seg, every, y_start) -> _Interval:
-    """The recorded steps of interval `seg` re-run forwards from its checkpoint."""
-    method, j0 = prob.method, seg * every
-
-    def body(y, i):
-        j = j0 + i
-        res = method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p))
-        return res.y1, res.dense
-
-    _, dense = jax.lax.scan(body, y_start, jnp.arange(every))
-    s = jax.lax.dynamic_slice_in_dim(rec.s, j0, every)
-    h = jax.lax.dynamic_slice_in_dim(rec.h, j0, every)
-    return _Interval(s, h, dense, jnp.clip(rec.n - j0, 1, every))
+    s: Any
+    h: Any
+    dense: Any
 
 
-def _y_at(method, iv: _Interval, s):
-    """The forward solution at s, from the step of the interval that contains it."""
-    # Slots past the interval's last step hold zeros: +inf keeps the search sorted.
-    starts = jnp.where(jnp.arange(iv.s.shape[0]) < iv.count, iv.s, jnp.inf)
-    i = jnp.clip(jnp.searchsorted(starts, s, side="right") - 1, 0, iv.count - 1)
-    dense = jax.tree_util.tree_map(lambda x: x[i], iv.dense)
-    theta = _loop.clamp01((s - iv.s[i]) / jnp.where(iv.h[i] == 0, 1.0, iv.h[i]))
-    return method.interpolate(dense, iv.h[i], theta)
+def _one_step(prob, p, rec, j, y_j) -> _Step:
+    """Step j re-run forwards from its start state, with its dense output."""
+    method = prob.method
+    res = method.step(prob.F, rec.s[j], y_j, rec.h[j], p, method.init(prob.F, rec.s[j], y_j, p))
+    return _Step(rec.s[j], rec.h[j], res.dense)
+
+
+def _y_at(method, st: _Step, s):
+    """The forward solution at s inside the step."""
+    theta = _loop.clamp01((s - st.s) / jnp.where(st.h == 0, 1.0, st.h))
+    return method.interpolate(st.dense, st.h, theta)
 
 
 class _Adjoint(NamedTuple):
@@ -76,43 +63,43 @@ class _Adjoint(NamedTuple):
 
     def field(self, sigma, z, pp):
         """d(a, g)/dsigma, s = s_hi - sigma (s_hi - s_lo) run backwards as sigma goes 0 -> 1."""
-        s_hi, s_lo, pf, iv = pp.args
+        s_hi, s_lo, pf, st = pp.args
         s = s_hi - sigma * (s_hi - s_lo)
-        y = _y_at(self.prob.method, iv, s)
+        y = _y_at(self.prob.method, st, s)
         _, vjp = jax.vjp(lambda y, pf: self.F_p(s, y, pf), y, pf)
         ay, ap = vjp(z[: self.d])
         return (s_hi - s_lo) * jnp.concatenate([ay, ap])
 
-    def back(self, z, s_hi, s_lo, pf, iv, h_last):
+    def back(self, z, s_hi, s_lo, pf, st):
         """(a, g) carried from s_hi back to s_lo, and whether that solve succeeded."""
         dtype = z.dtype
         method = self.prob.method.backsolve_method()
         controller = self.p.consts.controller.for_augmented()
         aug = _loop.Problem(F=self.field, method=method, max_steps=self.prob.max_steps, n_save=0)
-        pp = _loop.Params((s_hi, s_lo, pf, iv), jnp.zeros((), dtype), jnp.ones((), dtype),
+        pp = _loop.Params((s_hi, s_lo, pf, st), jnp.zeros((), dtype), jnp.ones((), dtype),
                           _loop.Consts((), controller))
         go = s_hi > s_lo
         length = jnp.where(go, s_hi - s_lo, 1.0)
-        # The forward solve's step at s_hi, in units of this interval, starts the backward one.
-        h, _ = controller.init_step(self.field, method, z, pp, h_last / length, jnp.ones((), dtype))
+        # The forward step itself is the first try (the adjoint varies on the scale of y).
+        h, _ = controller.init_step(self.field, method, z, pp, st.h / length, jnp.ones((), dtype))
         res = _loop.forward(aug, z, pp, jnp.zeros((0,), dtype), jnp.clip(h, 1e-12, 1.0))
         return jnp.where(go, res.y_final, z), ~go | (res.status == Status.SUCCESS)
 
 
-def interpolating_backward(prob, y0, p, ss, out, ct, every: int):
+def interpolating_backward(prob, y0, p, ss, out, ct, slots: int):
     """Cotangents (y0, args, t0, t1, ss) by the interpolating continuous adjoint; NaN
-    (or, with throw, an error) when a backwards adjoint solve failed."""
+    (or, with throw, an error) when a backwards adjoint solve failed. The steps' start
+    states come from `slots` checkpoints by the binomial schedule (as CheckpointAdjoint);
+    each step, last first, is re-run for its dense output and the adjoint ODE solved
+    backwards across it, stopping at the save points inside it."""
     pf, unravel_p = ravel_pytree((p.args, p.t0, p.t1))
     adj = _Adjoint(prob, p, unravel_p, y0.shape[0])
     rec, d, n_save = out.records, y0.shape[0], ss.shape[0]
-    n_seg = (rec.n + every - 1) // every
 
-    def interval(k, carry):
+    def step_back(j, y_j, carry):
         z, s_cur, i_save, ct_ss, ok = carry
-        seg = n_seg - 1 - k
-        iv = _replay(prob, p, rec, seg, every, _loop.recorded_state(prob, rec, seg))
-        s_lo = iv.s[0]
-        h_last = iv.h[iv.count - 1]
+        st = _one_step(prob, p, rec, j, y_j)
+        s_lo = rec.s[j]
 
         def save_cond(c):
             return (c[2] >= 0) & (ss[jnp.maximum(c[2], 0)] >= s_lo)
@@ -121,20 +108,21 @@ def interpolating_backward(prob, y0, p, ss, out, ct, every: int):
             # Down to save point i, where its cotangent enters the adjoint.
             z, s_cur, i, ct_ss, ok = c
             s_i = jnp.minimum(ss[i], s_cur)
-            z, ok_i = adj.back(z, s_cur, s_i, pf, iv, h_last)
-            y_i = _y_at(prob.method, iv, s_i)
+            z, ok_i = adj.back(z, s_cur, s_i, pf, st)
+            y_i = _y_at(prob.method, st, s_i)
             ct_ss = ct_ss.at[i].add(ct.ys[i] @ adj.F_p(s_i, y_i, pf))
             z = z.at[:d].add(ct.ys[i])
             return z, s_i, i - 1, ct_ss, ok & ok_i
 
         if n_save:
             z, s_cur, i_save, ct_ss, ok = jax.lax.while_loop(save_cond, save_body, (z, s_cur, i_save, ct_ss, ok))
-        z, ok_k = adj.back(z, s_cur, s_lo, pf, iv, h_last)
-        return z, s_lo, i_save, ct_ss, ok & ok_k
+        z, ok_j = adj.back(z, s_cur, s_lo, pf, st)
+        return z, s_lo, i_save, ct_ss, ok & ok_j
 
     z0 = jnp.concatenate([ct.y_final, jnp.zeros_like(pf)])
     init = (z0, out.s_final, jnp.asarray(n_save - 1, jnp.int32), jnp.zeros_like(ss), jnp.asarray(True))
-    z, _, _, ct_ss, ok = jax.lax.fori_loop(0, n_seg, interval, init)
+    bits = max(prob.max_steps, 2).bit_length() + 1
+    (z, _, _, ct_ss, ok), _ = _revolve.reverse(rec.n, y0, slots, bits, advance_step(prob, p, rec), step_back, init)
     grads = (z[:d], *unravel_p(z[d:]), ct_ss)
     if prob.throw:
         grads = jax.tree_util.tree_map(lambda g: raise_if(g, ~ok, _ADJOINT_FAILED), grads)
@@ -145,14 +133,15 @@ class InterpolatingAdjoint(AbstractReverseAdjoint):
     """Continuous adjoint against the checkpointed dense output of the forward solve
     (as SciMLSensitivity's InterpolatingAdjoint with checkpointing).
 
-    The forward pass stores the state every ceil(max_steps / checkpoints) steps. The
-    backward pass, for each interval between two stored states, last first, re-runs the
-    interval's steps forwards from its checkpoint keeping their dense output, and solves
-    the adjoint ODE a' = -a^T df/dy with the parameter quadrature g' = -a^T df/dp
-    backwards over it, reading y(t) from that dense output. y itself is never solved
+    The forward pass records the time and size of each step. The backward pass visits
+    the steps last first, getting each one's start state from at most `checkpoints`
+    stored states (the binomial schedule of `CheckpointAdjoint`), re-runs the step
+    forwards for its dense output, and solves the adjoint ODE a' = -a^T df/dy with the
+    parameter quadrature g' = -a^T df/dp backwards across it (adaptively, at the solve's
+    tolerances), reading y(t) from that dense output. y itself is never solved
     backwards, so unlike `BacksolveAdjoint` it is stable on dissipative problems
-    (diffusion, damping). Memory: checkpoints x state size, plus the dense output of one
-    interval (max_steps / checkpoints steps).
+    (diffusion, damping). Memory: checkpoints x state size, one step's dense output and
+    2 x max_steps numbers.
 
     It is a continuous adjoint: the gradient of the exact solution, which matches the
     gradient of the computed one (and finite differences of it) only to about the solve
@@ -161,7 +150,7 @@ class InterpolatingAdjoint(AbstractReverseAdjoint):
     SaveAt(steps=True) are not supported. If a backwards adjoint solve fails
     (max_steps), the gradient is refused: `SolveError` with throw=True, NaN otherwise.
 
-    checkpoints: how many states the forward pass stores (int >= 1).
+    checkpoints: how many states may be stored at once (int >= 1).
     """
 
     checkpoints: int = 64
@@ -187,7 +176,7 @@ class InterpolatingAdjoint(AbstractReverseAdjoint):
         return super().loop(prob, y0, p, ss, h0)
 
     def record_every(self, max_steps):
-        return max(2, -(-max_steps // int(self.checkpoints)))
+        return sparse_recording(max_steps)
 
     def backward(self, prob, y0, p, ss, residual, ct, needs):
-        return interpolating_backward(prob, y0, p, ss, residual[0], ct, prob.record_every)
+        return interpolating_backward(prob, y0, p, ss, residual[0], ct, int(self.checkpoints))

@@ -5,7 +5,7 @@ tests/test_adjoints.py::test_backsolve_refuses_a_gradient_it_cannot_trust, the s
 heat equation), it must agree with float64 central differences of the computed
 solution. Being a continuous adjoint it is the gradient of the exact solution, so it
 matches the computed solution's gradient only to O(tolerance): the tolerance below is
-20 x rtol (measured: 4e-9 at rtol = atol = 1e-8); an error of the method (a wrong
+20 x rtol (measured: 4e-9 to 1.4e-8 at rtol = atol = 1e-8); an error of the method (a wrong
 state read from the dense output, a missed save-point cotangent) shows up at 1e-3 or more.
 """
 
@@ -29,7 +29,7 @@ def heat(t, u, D):
 
 
 def heat_loss(adjoint, max_steps=400):
-    # max_steps 400 with 16 checkpoints: intervals of 25 steps, several of them used.
+    # 4 checkpoints for the ~40 steps: the binomial schedule recomputes start states.
     def loss(x):
         sol = solvers.solve(heat, x["u0"], 0.0, x["t1"], x["D"], adjoint=adjoint, max_steps=max_steps,
                             rtol=TOL, atol=TOL, ts=A([0.1, 0.3]) * x["t1"] / 0.5)
@@ -43,7 +43,7 @@ X = {"u0": U0, "D": A(0.05), "t1": A(0.5)}
 
 @pytest.fixture(scope="module")
 def interp_grad():
-    return jax.jit(jax.grad(heat_loss(solvers.InterpolatingAdjoint(checkpoints=16))))(X)
+    return jax.jit(jax.grad(heat_loss(solvers.InterpolatingAdjoint(checkpoints=4))))(X)
 
 
 def test_agrees_with_central_differences_on_the_heat_equation(interp_grad):
