@@ -1,5 +1,5 @@
 """`InterpolatingAdjoint`: the continuous adjoint solved backwards against the forward
-solution's dense output, re-created interval by interval from checkpoints.
+solution's dense output, re-created step by step from checkpoints.
 
 BacksolveAdjoint integrates y backwards together with the adjoint, which is unstable
 for dissipative systems (a heat equation run backwards amplifies every error). Here y
@@ -82,6 +82,7 @@ class _Adjoint(NamedTuple):
         length = jnp.where(go, s_hi - s_lo, 1.0)
         # The forward step itself is the first try (the adjoint varies on the scale of y).
         h, _ = controller.init_step(self.field, method, z, pp, st.h / length, jnp.ones((), dtype))
+        # Clipped away from 0: an empty span (go False) runs once with a dummy first step.
         res = _loop.forward(aug, z, pp, jnp.zeros((0,), dtype), jnp.clip(h, 1e-12, 1.0))
         return jnp.where(go, res.y_final, z), ~go | (res.status == Status.SUCCESS)
 
