@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ["ode", "neural_ode", "stiff", "trebuchet", "raytrace", "ad_overhead"]
+BENCHMARKS = ["ode", "neural_ode", "stiff", "trebuchet", "raytrace", "ad_overhead", "scale", "scale_adjoints"]
 PEERS = ["jax", "jaxlib", "equinox", "optax", "numpy", "scipy", "diffrax", "mitsuba", "drjit"]
 
 

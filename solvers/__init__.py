@@ -18,6 +18,7 @@ from ._cache import enable_compilation_cache
 from ._controller import AbstractController, ConstantStepSize, Decision, PIDController
 from ._errors import SolveError
 from ._event import Event
+from ._interpolating import InterpolatingAdjoint
 from ._jacobian import JacobianPattern
 from ._linear import (
                        AbstractLinearSolve,
@@ -60,4 +61,5 @@ __all__ = [
     "enable_compilation_cache",
     "AbstractLinearSolve", "DenseLinearSolve", "TridiagonalLinearSolve", "MatrixFreeLinearSolve",
     "AbstractPreconditioner", "TridiagonalPreconditioner", "JacobianPattern",
+    "InterpolatingAdjoint",
 ]

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from equinox.internal import unvmap_any
 
-from . import _loop
+from . import _loop, _revolve
 from ._base import Status
 
 
@@ -79,14 +79,28 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
+def advance_step(prob, p, rec):
+    """The recorded step j recomputed from its start state y (the forward loop's step)."""
+    method = prob.method
+
+    def step(j, y):
+        return method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p)).y1
+
+    return step
+
+
+def _start(prob, p, ss, ct, needs):
+    """The backward pass's carry at the end of the solve: (a, (args, t0, t1), ss)."""
+    zeros = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)  # noqa: E731
+    return ct.y_final, (zeros(p.args), zeros(p.t0), zeros(p.t1)), jnp.zeros_like(ss)
+
+
 def discrete_backward(prob, y0, p, ss, out, ct, needs):
     """Backward pass over the recorded steps, recomputing between checkpoints. Returns
     the cotangents (y0, args, t0, t1, ss)."""
     rec = out.records
     n, every = rec.n, prob.record_every
-    method = prob.method
-    zeros = lambda x: jax.tree_util.tree_map(jnp.zeros_like, x)  # noqa: E731
-    carry = (ct.y_final, (zeros(p.args), zeros(p.t0), zeros(p.t1)), jnp.zeros_like(ss))
+    carry = _start(prob, p, ss, ct, needs)
     one_step = lambda j, y_j, carry: _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry)  # noqa: E731
 
     if every == 1:
@@ -98,18 +112,13 @@ def discrete_backward(prob, y0, p, ss, out, ct, needs):
         a, (ct_args, ct_t0, ct_t1), ct_ss = jax.lax.fori_loop(0, n, body, carry)
         return a, ct_args, ct_t0, ct_t1, ct_ss
 
+    advance = advance_step(prob, p, rec)
+
     def replay(seg):
         # States of the steps of one segment, recomputed from its checkpoint.
         j0 = seg * every
         buf = jnp.zeros((every,) + y0.shape, y0.dtype).at[0].set(_loop.recorded_state(prob, rec, seg))
-
-        def body(i, buf):
-            j = j0 + i - 1
-            y = buf[i - 1]
-            y1 = method.step(prob.F, rec.s[j], y, rec.h[j], p, method.init(prob.F, rec.s[j], y, p)).y1
-            return buf.at[i].set(y1)
-
-        return jax.lax.fori_loop(1, every, body, buf)
+        return jax.lax.fori_loop(1, every, lambda i, buf: buf.at[i].set(advance(j0 + i - 1, buf[i - 1])), buf)
 
     def segment(k, carry):
         seg = n_seg - 1 - k
@@ -123,4 +132,18 @@ def discrete_backward(prob, y0, p, ss, out, ct, needs):
 
     n_seg = (n + every - 1) // every
     a, (ct_args, ct_t0, ct_t1), ct_ss = jax.lax.fori_loop(0, n_seg, segment, carry)
+    return a, ct_args, ct_t0, ct_t1, ct_ss
+
+
+def binomial_backward(prob, y0, p, ss, out, ct, needs, slots: int):
+    """The same backward pass holding at most `slots` states (y0 included): the steps'
+    start states are recomputed from checkpoints placed by the optimal binomial
+    (revolve) schedule; only (s, h) of every step was recorded. Returns the cotangents
+    (y0, args, t0, t1, ss)."""
+    rec = out.records
+    one_step = lambda j, y_j, carry: _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry)  # noqa: E731
+    bits = max(prob.max_steps, 2).bit_length() + 1
+    start = _start(prob, p, ss, ct, needs)
+    carry, _ = _revolve.reverse(rec.n, y0, slots, bits, advance_step(prob, p, rec), one_step, start)
+    a, (ct_args, ct_t0, ct_t1), ct_ss = carry
     return a, ct_args, ct_t0, ct_t1, ct_ss

@@ -86,7 +86,7 @@ def solve(
     max_steps: bound on attempted steps (and the size of the step record when
         differentiating or with dense output / saved steps).
     adjoint: DiscreteAdjoint() (default), CheckpointAdjoint(n), BacksolveAdjoint(),
-        or ForwardMode() for jax.jvp / jax.jacfwd.
+        InterpolatingAdjoint(n), or ForwardMode() for jax.jvp / jax.jacfwd.
     event: an `Event`, terminal or not, or a list of them (`Solution.event_index` says
         which one stopped the solve).
     throw: raise an error if the solve fails (`SolveError`; under the caller's jax.jit it
