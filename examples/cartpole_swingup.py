@@ -18,7 +18,9 @@ bounded (saturating) costs:
   * the pole's energy error ((E - E_top) / E_top)^2 (energy shaping: the signal that
     teaches it to pump),
 with the discount time annealed from 0.2 s to none over the first 60% of training
-(`_swingup.discount` says why). Training stops once 40 validation starts are balanced.
+(`_swingup.discount` says why). Training (1500 steps at most) stops once 40 validation
+starts are balanced with a margin (cart 0.2 m inside the track ends) at two consecutive
+checks, 25 steps apart.
 Success (honest): from N_JUDGE = 10 fresh random starts never trained on (near hanging
 at rest), simulated for T_JUDGE = 10 s by adaptive Tsit5 at 1e-8 (not the training
 RK4), the pole stays within 0.1 rad of upright with |theta_dot| < 0.5 rad/s over the
@@ -54,6 +56,8 @@ F_MAX, TRACK = 10.0, 2.4  # N, m (half-length of the track)
 T, DT, SAVE_DT = 4.0, 0.02, 0.05  # s: training horizon, RK4 step, loss sampling
 T_JUDGE, HOLD = 10.0, 3.0
 BATCH, N_JUDGE, N_VAL = 16, 10, 40
+VAL_PASSES = 2  # training stops after this many consecutive validation checks (25 steps apart) passed
+VAL_MARGIN = 0.2  # a pass: cart 0.2 m inside the track ends, |theta_dot| < 0.5 - 0.2 rad/s in the hold
 START_SPREAD = jnp.array([0.1, 0.1, 0.1, 0.1])  # std of (x, theta, x_dot, theta_dot) at start
 W_X, W_RATES, W_U, W_WALL, W_E = 0.5, 0.2, 0.01, 1.0, 1.0
 WALL_FROM, WALL_SCALE, WALL_GROWTH = 0.8, 0.2, 4.0
@@ -178,9 +182,17 @@ def run_seed(seed, steps, lr, solver=None, log=print):
     k_init, k_train, k_val, k_judge = jax.random.split(jax.random.PRNGKey(seed), 4)
     val = sample(k_val, N_VAL)
 
+    passes = 0  # consecutive validation checks passed
+
     def check(ctrl):
-        ok, err, excess = _swingup.verdict(settled_rk4, ctrl, val)
-        return ok, f"validation: max angle error {err.max():.3f} rad, max excess {excess.max():.3f}"
+        # stricter than the judge (VAL_MARGIN, VAL_PASSES): a controller that first
+        # balanced all 40 validation starts still ran the cart 1.2-1.6 m past the track
+        # end from one of the 10 judged starts (seed 2, steps 425 and 450)
+        nonlocal passes
+        _, err, excess = _swingup.verdict(settled_rk4, ctrl, val)
+        passes = passes + 1 if err.max() < 0.1 and excess.max() <= -VAL_MARGIN else 0
+        return passes >= VAL_PASSES, (f"validation: max angle error {err.max():.3f} rad, "
+                                      f"max excess {excess.max():.3f}, passes {passes}")
 
     loss = lambda ctrl, y0s, progress: loss_fn(ctrl, y0s, progress, solver)  # noqa: E731
     tr = _swingup.train(Controller(k_init), loss, sample_train, k_train, steps, lr, check, log=log)
@@ -247,7 +259,7 @@ def main(argv=None):
     ap.add_argument("--solver", choices=["rk4", "tsit5"], default="rk4",
                     help="training solver: fixed-step RK4 or adaptive Tsit5 (DiscreteAdjoint)")
     a = ap.parse_args(argv)
-    steps = a.steps if a.steps is not None else (30 if a.quick else 1000)
+    steps = a.steps if a.steps is not None else (30 if a.quick else 1500)
     seeds = range(a.seeds) if a.seeds is not None else [a.seed]
     wins = 0
     for seed in seeds:
