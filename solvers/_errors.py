@@ -50,6 +50,13 @@ def _checked_jvp(message, primals, tangents):
     return _checked(x, failed, info, message), tangents[0]
 
 
+def raise_if_failed(status):
+    """On the host, outside any trace: a SolveError naming the (worst) failed status."""
+    status = np.asarray(status)
+    if np.isin(status, [int(s) for s in FAILURES]).any():
+        raise SolveError(_status_message(status))
+
+
 def raise_on_failure(x, status):
     """x, or a SolveError naming the (worst) failed status."""
     failed = jnp.isin(status, jnp.asarray([int(s) for s in FAILURES]))

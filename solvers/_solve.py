@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import _checks, _loop
 from ._base import Status
-from ._errors import SolveError, raise_on_failure
+from ._errors import SolveError, raise_if_failed, raise_on_failure
 from ._event import Event, Events
 from ._solution import Solution
 
@@ -101,7 +101,15 @@ def solve(
     f = _closure_converted(f, t0, y0, args)
     try:
         events = None if event is None else Events.of(event)
-        return _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, events, throw)
+        # Called eagerly, the status is checked here on the host instead of by a callback in
+        # the compiled program: JAX never stores a program with a host callback in the
+        # persistent compilation cache (measured: a warm cache gave no gain with throw=True).
+        eager = not _under_trace()
+        sol = _solve(f, y0, t0, t1, args, method, controller, dt0, saveat, max_steps, adjoint, events,
+                     throw and not eager)
+        if throw and eager:
+            raise_if_failed(sol.status)
+        return sol
     except TypeError as e:
         for text, hint in _MODE_HINTS:
             if text in str(e):

@@ -13,7 +13,7 @@ jax.config.update("jax_enable_x64", True)
 # The suite reuses compiled programs from earlier runs (XLA's compile is 78% of its time on CPU;
 # a warm run of tests/test_trebuchet_grad.py takes 18 s instead of 119 s). DIFFSCI_JAX_CACHE=off
 # times a cold run; DIFFSCI_JAX_CACHE=DIR puts the cache elsewhere.
-solvers.enable_compilation_cache()
+solvers.enable_compilation_cache(min_compile_time_s=0.0)
 
 # Opt-in timing report: DIFFSCI_TEST_TIMING=DIR writes, per pytest process, the wall time and
 # the time JAX spent tracing, lowering and compiling in each test file (docs/scripts/test_timing.py
