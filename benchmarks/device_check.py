@@ -137,21 +137,9 @@ def alarm(seconds):
 
 
 def interleaved(fns, rounds, min_time=0.05):
-    """Best time per call of each fn (no arguments, blocking), the fns taking turns."""
-    number = []
-    for fn in fns:
-        fn()
-        t = time.perf_counter()
-        fn()
-        number.append(max(1, int(min_time / max(time.perf_counter() - t, 1e-6))))
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            for _ in range(number[i]):
-                fn()
-            best[i] = min(best[i], (time.perf_counter() - t) / number[i])
-    return best
+    """Best time per call of each fn (no arguments, blocking), the fns taking turns: the one
+    timing helper, accelerator_audit.best_of."""
+    return bench("accelerator_audit").best_of(fns, rounds, min_time)
 
 
 def first_call(fn):
