@@ -26,6 +26,16 @@ class Trained(NamedTuple):
     run_s: float  # the training loop itself (validation checks included)
 
 
+def quiet_mlp(n_in, width, depth, key):
+    """An MLP (tanh) of n_in features to one output whose last layer starts at zero: the
+    untrained controller does not push (a random one pushes steadily one way: for the
+    cart-pole it runs the cart off the track, initial loss ~35 instead of ~3)."""
+    mlp = eqx.nn.MLP(n_in, 1, width, depth, activation=jnp.tanh, key=key)
+    last = mlp.layers[-1]
+    return eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
+                       (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+
+
 def _clock(fun, *args):
     t0 = time.perf_counter()
     out = jax.block_until_ready(fun(*args))

@@ -70,12 +70,7 @@ class Controller(eqx.Module):
     mlp: eqx.nn.MLP
 
     def __init__(self, key, width=32, depth=2):
-        mlp = eqx.nn.MLP(5, 1, width, depth, activation=jnp.tanh, key=key)
-        # a zero last layer: the untrained controller does not push (a random one pushes
-        # steadily one way and runs the cart off the track: initial loss ~35 instead of ~3)
-        last = mlp.layers[-1]
-        self.mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
-                               (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+        self.mlp = _swingup.quiet_mlp(5, width, depth, key)
 
     def __call__(self, t, y):
         x, th, xd, thd = y[0], y[1], y[2], y[3]

@@ -68,11 +68,7 @@ class Controller(eqx.Module):
     mlp: eqx.nn.MLP
 
     def __init__(self, key, width=32, depth=2):
-        mlp = eqx.nn.MLP(3, 1, width, depth, activation=jnp.tanh, key=key)
-        # a zero last layer: the untrained controller applies no torque
-        last = mlp.layers[-1]
-        self.mlp = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), mlp,
-                               (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+        self.mlp = _swingup.quiet_mlp(3, width, depth, key)  # no torque untrained
 
     def __call__(self, t, y):
         x = jnp.stack([jnp.sin(y[0]), jnp.cos(y[0]), y[1] / 4.0])
