@@ -55,8 +55,8 @@ P = cartpole.CartPole()
 F_MAX, TRACK = 10.0, 2.4  # N, m (half-length of the track)
 T, DT, SAVE_DT = 4.0, 0.02, 0.05  # s: training horizon, RK4 step, loss sampling
 T_JUDGE, HOLD = 10.0, 3.0
-BATCH, N_JUDGE, N_VAL = 16, 10, 40
-VAL_PASSES = 2  # training stops after this many consecutive validation checks (25 steps apart) passed
+BATCH, N_JUDGE, N_VAL, N_SELECT = 16, 10, 40, 200
+CHECK_EVERY = 25  # training steps between validation checks
 VAL_MARGIN = 0.2  # a pass: cart 0.2 m inside the track ends, |theta_dot| < 0.5 - 0.2 rad/s in the hold
 START_SPREAD = jnp.array([0.1, 0.1, 0.1, 0.1])  # std of (x, theta, x_dot, theta_dot) at start
 W_X, W_RATES, W_U, W_WALL, W_E = 0.5, 0.2, 0.01, 1.0, 1.0
@@ -172,26 +172,49 @@ def settled_rk4(ctrl, y0):
     return settled(ctrl, y0, TRAIN_JUDGE)
 
 
-def run_seed(seed, steps, lr, solver=None, log=print):
-    """Trains from `seed`; returns (Trained, judged ok, angle errors, excesses)."""
+def keys(seed):
+    """The seed's PRNG keys: init (the MLP), train (the starts of every step), val (the
+    N_VAL validation starts), select (the N_SELECT selection starts, folded from val) and
+    judge (the verdict's N_JUDGE starts); none of val and select is a judge key of any
+    seed 0..9 (tests/test_cartpole_swingup.py)."""
     k_init, k_train, k_val, k_judge = jax.random.split(jax.random.PRNGKey(seed), 4)
-    val = sample(k_val, N_VAL)
+    return dict(init=k_init, train=k_train, val=k_val, select=jax.random.fold_in(k_val, 1), judge=k_judge)
 
-    passes = 0  # consecutive validation checks passed
+
+def run_seed(seed, steps, lr, solver=None, log=print):
+    """Trains from `seed`; returns (Trained, judged ok, angle errors, excesses). The
+    Trained's ctrl is the best candidate (below), solved_at the step it was taken at."""
+    k = keys(seed)
+    val, sel = sample(k["val"], N_VAL), sample(k["select"], N_SELECT)
+    best = None  # ((failed selection starts, max excess), step, ctrl) of the best candidate
+    checks = 0
 
     def check(ctrl):
-        # stricter than the judge (VAL_MARGIN, VAL_PASSES): a controller that first
-        # balanced all 40 validation starts still ran the cart 1.2-1.6 m past the track
-        # end from one of the 10 judged starts (seed 2, steps 425 and 450)
-        nonlocal passes
+        # a candidate: a controller that balances the N_VAL validation starts with a margin
+        # (VAL_MARGIN); it is then scored on the N_SELECT selection starts, and training
+        # stops at the first that balances all of them with the margin. Stopping at the
+        # first validation pass alone left holes (a controller that balanced all 40 still
+        # ran the cart 1.2-1.6 m past the track end from one of the 10 judged starts: seed
+        # 2, steps 425 and 450), and training can collapse after a pass (seeds 5 and 8)
+        nonlocal best, checks
+        checks += 1
         _, err, excess = _swingup.verdict(settled_rk4, ctrl, val)
-        passes = passes + 1 if err.max() < 0.1 and excess.max() <= -VAL_MARGIN else 0
-        return passes >= VAL_PASSES, (f"validation: max angle error {err.max():.3f} rad, "
-                                      f"max excess {excess.max():.3f}, passes {passes}")
+        text = f"validation: max angle error {err.max():.3f} rad, max excess {excess.max():.3f}"
+        if not (err.max() < 0.1 and excess.max() <= -VAL_MARGIN):
+            return False, text
+        _, err, excess = _swingup.verdict(settled_rk4, ctrl, sel)
+        fails = int(np.sum((err >= 0.1) | (excess > -VAL_MARGIN)))
+        score = (fails, float(excess.max()))
+        if best is None or score < best[0]:
+            best = (score, min(checks * CHECK_EVERY, steps), ctrl)
+        return fails == 0, text + f"; selection: {fails} of {N_SELECT} fail, max excess {excess.max():.3f}"
 
     loss = lambda ctrl, y0s, progress: loss_fn(ctrl, y0s, progress, solver)  # noqa: E731
-    tr = _swingup.train(Controller(k_init), loss, sample_train, k_train, steps, lr, check, log=log)
-    ok, err, excess = _swingup.verdict(settled, tr.ctrl, sample(k_judge, N_JUDGE))
+    tr = _swingup.train(Controller(k["init"]), loss, sample_train, k["train"], steps, lr, check,
+                        check_every=CHECK_EVERY, log=log)
+    if best is not None:  # else: no candidate, the last controller is judged (and fails)
+        tr = tr._replace(ctrl=best[2], solved_at=best[1])
+    ok, err, excess = _swingup.verdict(settled, tr.ctrl, sample(k["judge"], N_JUDGE))
     return tr, ok, err, excess
 
 
@@ -261,7 +284,7 @@ def main(argv=None):
         tr, ok, err, excess = run_seed(seed, steps, a.lr, TSIT5 if a.solver == "tsit5" else None)
         wins += ok
         print(f"seed {seed}: {'success' if ok else 'FAILURE'} after {tr.steps} steps "
-              f"(validation solved at {tr.solved_at}); compile {tr.compile_s:.1f} s, run {tr.run_s:.1f} s; "
+              f"(candidate taken at step {tr.solved_at}); compile {tr.compile_s:.1f} s, run {tr.run_s:.1f} s; "
               f"judged on {N_JUDGE} fresh starts: max angle error {err.max():.4f} rad, max excess {excess.max():.4f}",
               flush=True)
         print(f"loss first/last: {tr.losses[0]:.4f} {tr.losses[-1]:.4f}")
