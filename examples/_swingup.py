@@ -43,31 +43,40 @@ def _clock(fun, *args):
 
 
 def train(ctrl, loss_fn: Callable, sample: Callable, key, steps: int, lr: float,
-          check: Callable | None = None, check_every: int = 25, log=print) -> Trained:
+          check: Callable | None = None, check_every: int = 25, log=print,
+          lr_scalable: bool = False) -> Trained:
     """Adam (gradient clipped to norm 1, learning rate cosine-decayed to lr / 10) on
     loss_fn(ctrl, y0s, progress), with y0s = sample(key) (B, d) fresh starts every step
     and progress = step / steps in [0, 1) (a traced scalar, for curricula).
 
     check(ctrl) -> (ok, text): run every `check_every` steps; training stops at the first
-    ok (None: all `steps` are taken). The step is compiled ahead of time (timed apart)."""
+    ok (None: all `steps` are taken). With lr_scalable, check may return (ok, text, scale)
+    instead: from then on the learning rate is multiplied by scale (1 until a check says
+    otherwise; Adam's steps scale with it). The step is compiled ahead of time (timed
+    apart)."""
     params, static = eqx.partition(ctrl, eqx.is_inexact_array)
     opt = optax.chain(optax.clip_by_global_norm(1.0),
                       optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.1)))
 
-    def step(params, state, key, progress):
+    def step(params, state, key, progress, *scale):
         loss, g = jax.value_and_grad(lambda p: loss_fn(eqx.combine(p, static), sample(key), progress))(params)
         upd, state = opt.update(g, state, params)
+        if scale:  # lr_scalable only: the plain step is compiled without it
+            upd = jax.tree.map(lambda u: scale[0] * u, upd)
         return optax.apply_updates(params, upd), state, loss
 
     state = opt.init(params)
     keys = jax.random.split(key, steps)
-    compiled, compile_s = _clock(lambda: jax.jit(step).lower(params, state, keys[0], 0.0).compile())
+    scale = (1.0,) if lr_scalable else ()
+    compiled, compile_s = _clock(lambda: jax.jit(step).lower(params, state, keys[0], 0.0, *scale).compile())
     losses, solved_at, t0 = [], None, time.perf_counter()
     for i in range(steps):
-        params, state, loss = compiled(params, state, keys[i], i / steps)
+        params, state, loss = compiled(params, state, keys[i], i / steps, *scale)
         losses.append(float(loss))
         if check is not None and ((i + 1) % check_every == 0 or i + 1 == steps):
-            ok, text = check(eqx.combine(params, static))
+            ok, text, *new_scale = check(eqx.combine(params, static))
+            if lr_scalable and new_scale:
+                scale = (float(new_scale[0]),)
             log(f"  step {i + 1:4d}  loss {losses[-1]:.4f}  {text}")
             if ok:
                 solved_at = i + 1

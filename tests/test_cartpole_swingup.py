@@ -62,6 +62,39 @@ def test_gradient_through_simulation_matches_central_differences(ex):
         np.testing.assert_allclose(g, fd, rtol=1e-6)
 
 
+def test_validation_and_selection_starts_are_not_the_judges():
+    """The cart-pole picks its controller on validation and selection starts: none of
+    their keys is a judge key of any seed 0..9, and no judged start is among them."""
+    ks = [cps.keys(seed) for seed in range(10)]
+    judge = {tuple(np.asarray(k[name]).ravel().tolist()) for k in ks for name in ("judge", "extra")}
+    picked = {tuple(np.asarray(k[name]).ravel().tolist()) for k in ks for name in ("val", "select")}
+    assert len(judge) == 20 and len(picked) == 20 and not judge & picked
+    for k in ks:
+        judged = np.asarray(cps.sample(k["judge"], cps.N_JUDGE))
+        seen = np.concatenate([cps.sample(k["val"], cps.N_VAL), cps.sample(k["select"], cps.N_SELECT)])
+        assert np.min(np.abs(judged[:, None, :] - np.asarray(seen)[None]).max(-1)) > 1e-6
+
+
+def test_train_scales_the_learning_rate_when_check_says_so():
+    """lr_scalable: a check that returns scale 0 freezes the parameters from then on; the
+    default (no scale) keeps training."""
+    ex = cps
+    starts = ex.sample_train(jax.random.PRNGKey(3))[::4]
+    loss = lambda c, y0s, progress: ex.loss_fn(c, y0s, 0.0, t1=0.2)  # noqa: E731
+    for scale, frozen in ((0.0, True), (None, False)):
+        seen = []
+
+        def check(ctrl, scale=scale):
+            seen.append(ctrl)
+            return (False, "") if scale is None else (False, "", scale)
+
+        tr = _swingup.train(ex.Controller(jax.random.PRNGKey(0)), loss, lambda key: starts,
+                            jax.random.PRNGKey(1), 10, 1e-2, check, check_every=5, log=lambda s: None,
+                            lr_scalable=True)
+        w_first, w_last = (c.mlp.layers[-1].weight for c in (seen[0], tr.ctrl))
+        assert np.array_equal(w_first, w_last) == frozen
+
+
 @pytest.mark.slow  # ~1 min of compiling (training step, RK4 and Tsit5 judges, plots)
 def test_cartpole_example_writes_plot_and_gif(tmp_path):
     wins = cps.main(["--steps", "2", "--out", str(tmp_path)])
