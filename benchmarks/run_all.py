@@ -1,6 +1,6 @@
 """Run every benchmark and regenerate docs/benchmarks.md.
 
-Each of benchmarks/{ode,neural_ode,stiff,trebuchet,raytrace,ad_overhead}.py that exists runs as a
+Each of benchmarks/{ode,neural_ode,stiff,jac_reuse,trebuchet,...}.py (BENCHMARKS) that exists runs as a
 subprocess; the markdown it prints on stdout goes into docs/benchmarks.md under a header
 that records the machine, OS, Python, jax/jaxlib and peer library versions, the date and
 the command. Missing benchmarks are skipped with a note.
@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ["ode", "neural_ode", "stiff", "trebuchet", "raytrace", "ad_overhead", "scale", "scale_adjoints"]
+BENCHMARKS = ["ode", "neural_ode", "stiff", "jac_reuse", "trebuchet", "raytrace", "ad_overhead", "scale",
+              "scale_adjoints"]
 PEERS = ["jax", "jaxlib", "equinox", "optax", "numpy", "scipy", "diffrax", "mitsuba", "drjit"]
 
 

@@ -94,6 +94,8 @@ class StepResult(NamedTuple):
     n_jac: number of Jacobians of f formed (implicit methods).
     fail: a Status code (int or int32 scalar) that ends the solve now, e.g.
     Status.LINEAR_SOLVE_FAIL; 0: none (a failure a smaller step can cure is ok=False).
+    state_rejected: the method state for the retry if the step is rejected (None: the
+    state it started from), e.g. ESDIRK's Jacobian formed in the rejected step.
     """
 
     y1: Any
@@ -104,6 +106,7 @@ class StepResult(NamedTuple):
     ok: Any = True
     n_jac: Any = 0
     fail: Any = 0
+    state_rejected: Any = None
 
 
 def rms(x):

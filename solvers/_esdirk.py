@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from equinox.internal import unvmap_any
 
 from ._base import AbstractTableauMethod, Status, StepResult, named_method
 from ._jacobian import JacobianPattern, to_pattern
-from ._linear import AbstractLinearSolve, DenseLinearSolve, Linearisation, as_linear_solve
+from ._linear import AbstractLinearSolve, DenseLinearSolve, Linearisation, as_linear_solve, point_derivatives
 from ._newton import all_finite, huge, newton_stage
 
 
@@ -115,6 +116,15 @@ def _hermite_data(Z, h, lin0, lin1, m):
     return jnp.stack([Z] + derivs(lin0) + derivs(lin1))
 
 
+# `jac_reuse` (see ESDIRK) is off by default. Measured (float64, benchmarks/jac_reuse.py,
+# docs/benchmarks.md) at jac_reuse=0.01: with a tanh network of 100 states in f, 1.75x
+# (Kvaerno5) and 2.2x (Kvaerno3) faster, 2 Jacobians instead of 186 and 1438, same error;
+# where J is cheap (ROBER, VDPOL, HIRES with 2-8 states, a 200-point heat stencil) 11-36%
+# slower: the extra Newton iterations cost more than the Jacobians saved.
+# Newton's tolerance, relative, with a Newton matrix from an earlier point (see ESDIRK.step).
+STALE_TIGHTEN = 0.01
+
+
 class _Newton(NamedTuple):
     """Newton settings of one step: tolerances, iteration cap, and the linear solve with its
     sparsity pattern (None: none)."""
@@ -126,32 +136,37 @@ class _Newton(NamedTuple):
     pattern: Optional[JacobianPattern]
 
 
-def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin: Linearisation, newton: _Newton):
+def esdirk_stages(tab: ESDIRKTableau, f, s, y, h, args, lin: Linearisation, newton: _Newton, solve_M,
+                  min_iters=1, tight=1.0):
     """The stage derivatives F_i (list of (d,)), the increment y1 - y0, ok, linear_ok (no
-    linear solve failed) and the number of f evaluations of one ESDIRK step, from the
-    linearisation at (s, y)."""
+    linear solve failed), the number of f evaluations and the slowest contraction rate
+    measured (0 if every stage converged at its first iteration) of one ESDIRK step from
+    the linearisation at (s, y), with the simplified Newton iteration's solve `solve_M`
+    (r -> (W^-1 r, ok)). min_iters, tight: Newton iterates at least min_iters times, to
+    its tolerance times tight."""
     hg = h * tab.gamma
     ls, pattern = newton.linear, newton.pattern
-    solve_M = ls.solver(f, s, y, args, lin, hg, pattern, newton=True)
     tangent_solve = ls.tangent_solver(f, s, y, args, lin, hg, pattern)
-    scale = jax.lax.stop_gradient(newton.atol + newton.rtol * jnp.abs(y))
+    scale = jax.lax.stop_gradient((newton.atol + newton.rtol * jnp.abs(y)) * tight)
     # Stages are solved for their increments Z_i = z_i - y0 (Hairer & Wanner IV.8): the
     # stage derivatives F_i = (Z_i - psi_i) / (h gamma) and the error estimate then
     # difference small numbers, not values of the size of y0 (this matters in float32,
     # e.g. ROBER, where y3 ~ 1 moves by 1e-8 per step).
     Fs, Zs = [lin.f], [jnp.zeros_like(y)]
     ok, lin_ok, n_f, rate = jnp.asarray(True), jnp.asarray(True), jnp.zeros((), jnp.int32), jnp.ones((), y.dtype)
+    slowest = jnp.zeros((), y.dtype)
     for i in range(1, len(tab.c)):
         psi = h * _comb(tab.a[i][:i], Fs)
         Z0 = jnp.zeros_like(y) if tab.predictor is None else _comb(tab.predictor[i][:i], Zs)
         Z, conv, iters, rate, lok = newton_stage(f, s + tab.c[i] * h, y, psi, hg, args, Z0, solve_M, tangent_solve,
-                                                 scale, newton.max_iters, rate)
+                                                 scale, newton.max_iters, rate, min_iters)
         ok, lin_ok, n_f = ok & conv, lin_ok & lok, n_f + iters
+        slowest = jnp.maximum(slowest, jnp.where(iters >= 2, rate, 0))  # a rate is measured from 2 iterations
         # F_i from the stage equation rather than f(z_i): no extra f evaluation, and the
         # leftover Newton error is divided by h gamma instead of multiplied by a stiff J.
         Fs.append((Z - psi) / hg)
         Zs.append(Z)
-    return Fs, Zs[-1], ok, lin_ok, n_f
+    return Fs, Zs[-1], ok, lin_ok, n_f, slowest
 
 
 def failure_code(linear_ok, pattern_ok):
@@ -175,15 +190,57 @@ def _comb(w, xs):
     return sum(terms[1:], terms[0]) if terms else jnp.zeros_like(xs[0])
 
 
+class ESDIRKState(NamedTuple):
+    """ESDIRK's state between steps.
+
+    lin: f, df/ds and J f at the current point (exact: they feed the explicit first stage
+    and the dense output), and in lin.jac the Jacobian Newton uses, formed here or at an
+    earlier point (reused). factor: the Newton matrix I - factor_hg J prepared by the
+    linear solve (`newton_factor`), reused while J and h gamma stay the same (factor_hg 0:
+    none yet). current: J was formed at this point; refresh: form J here before the next
+    step (the retry of a step whose Newton iteration failed)."""
+
+    lin: Linearisation
+    factor: Any
+    factor_hg: Any
+    current: Any
+    refresh: Any
+
+
+def _lazy(pred, compute, old):
+    """compute() where pred, else old, computing only when some member needs it: under
+    vmap the cond stays a cond (unvmap_any; a batched predicate would make it a select,
+    computing for every member at every step) and each member then selects."""
+    new = jax.lax.cond(unvmap_any(pred), compute, lambda: old)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
 class ESDIRK(AbstractTableauMethod):
     """An ESDIRK method given by an `ESDIRKTableau`: `ESDIRK(tableau)` is the engine of
     ImplicitEuler and Kvaerno3/4/5.
 
-    State between steps: the linearisation (f, df/dy, df/ds) at the current point, a
-    function of (s, y, args) only. Each step forms the next one at its end point, where
-    it also serves the dense output (y'' = J f + df/ds for the quintic Hermite) and the
-    next step's explicit first stage: one linearisation per step, as before, moved from
-    the step's start to its end.
+    State between steps (`ESDIRKState`): f, df/ds and J f at the current point (one
+    linearisation along two tangents at each step's end, which also serves the dense
+    output, y'' = J f + df/ds for the quintic Hermite, and the next step's explicit first
+    stage), the Jacobian J that Newton uses and its factorised Newton matrix.
+
+    Jacobian reuse, as Radau and BDF codes do: J is formed anew only at the end of a step
+    whose Newton iterations contracted slower than `jac_reuse` (the measured rate
+    |dz_k+1| / |dz_k|; in the same linearisation as the end point's f), and at the start
+    of the retry of a step whose Newton iteration failed with a J formed elsewhere (the
+    retry, at a smaller step, then has a fresh J); the Newton matrix is refactorised
+    when J or h gamma changed (with a constant step
+    size, one factorisation serves many steps). With a J from an earlier point Newton
+    iterates at least twice per stage (its rate is measured, not assumed) and to a
+    hundredth of its tolerance (STALE_TIGHTEN): linear convergence leaves errors of one
+    sign that add up over steps. `jac_reuse=0` (the default) forms J at every step: reuse
+    pays only where J costs far more than the Newton iterations it adds (f with a
+    network in it: 1.75-2.2x faster at 100 states with `jac_reuse=0.01`; 11-36% slower on
+    the Bari problems and a 200-point heat stencil, measured). J only steers Newton: the converged stages, and
+    their gradients (implicit function theorem with the exact Jacobian at the
+    solution), do not depend on it. The adjoints' re-runs of a step start from `init`, a
+    J formed at the step's start, so they reproduce the forward step to the Newton
+    tolerance. Matrix-free solves (`carries_factor` False) form no J: nothing to reuse.
 
     Per step: one Newton matrix I - h gamma J (`linear_solver`: dense LU by default,
     `lineax.Tridiagonal()`, or matrix-free `lineax.GMRES(...)` / `lineax.BiCGStab(...)` from
@@ -210,9 +267,13 @@ class ESDIRK(AbstractTableauMethod):
     linear_solver: AbstractLinearSolve = eqx.field(default=DenseLinearSolve(), static=True,
                                                    converter=as_linear_solve)
     jac_sparsity: Optional[JacobianPattern] = eqx.field(default=None, static=True, converter=to_pattern)
+    jac_reuse: float = eqx.field(default=0.0, static=True)
 
     init_evals = 1
-    init_jacs = 1  # init forms the linearisation at the start
+
+    @property
+    def init_jacs(self):  # init forms J, unless the linear solve forms none (matrix-free)
+        return int(self.linear_solver.carries_factor)
 
     def __check_init__(self):
         name = type(self).__name__
@@ -222,6 +283,10 @@ class ESDIRK(AbstractTableauMethod):
             v = getattr(self, field)
             if v is not None and not (isinstance(v, (int, float)) and 0 < v < math.inf):
                 raise ValueError(f"{name}: {field} must be a positive finite float or None, got {v!r}")
+        r = self.jac_reuse
+        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < 1):
+            raise ValueError(f"{name}: jac_reuse must be a float in [0, 1) (a Newton contraction rate, e.g. "
+                             f"0.01; 0 forms the Jacobian at every step), got {r!r}")
         if not (isinstance(self.max_newton_iters, int) and self.max_newton_iters >= 1):
             raise ValueError(f"{name}: max_newton_iters must be an int >= 1, got {self.max_newton_iters!r}")
         self.linear_solver.check(self.jac_sparsity, name)
@@ -255,20 +320,84 @@ class ESDIRK(AbstractTableauMethod):
         )
 
     def init(self, f, s, y, args):
-        return self.linear_solver.linearise(f, s, y, args, self.jac_sparsity)
+        lin = self.linear_solver.linearise(f, s, y, args, self.jac_sparsity)
+        # No factor yet (factor_hg = 0 never matches a step's h gamma > 0).
+        factor = self.linear_solver.newton_factor(lin.jac, jnp.zeros((), y.dtype))
+        return ESDIRKState(lin, factor, jnp.zeros((), y.dtype), current=jnp.asarray(True), refresh=jnp.asarray(False))
 
-    def step(self, f, s, y, h, args, state):
+    def _newton_matrix(self, f, s, y, args, hg, state: ESDIRKState):
+        """The state with the Jacobian and Newton matrix this step uses (J formed here if
+        asked for, the factor redone if J or h gamma changed), whether J was formed, and
+        whether the Newton matrix is exact (J formed at this point, factor at this hg)."""
+        ls = self.linear_solver
+        if not ls.carries_factor:  # the solve works from f at this point: always exact
+            return state, jnp.asarray(False), jnp.asarray(True)
+        form = state.refresh & ~state.current
+        jac, pattern_ok = _lazy(form, lambda: ls.jacobian(f, s, y, args, self.jac_sparsity),
+                                (state.lin.jac, state.lin.pattern_ok))
+        if self.jac_reuse == 0:  # J changes at every step: factorise, no cond around it
+            factor = ls.newton_factor(jac, hg)
+        else:
+            factor = _lazy(form | (hg != state.factor_hg), lambda: ls.newton_factor(jac, hg), state.factor)
+        st = state._replace(lin=state.lin._replace(jac=jac, pattern_ok=pattern_ok), factor=factor, factor_hg=hg,
+                            current=state.current | form)
+        return st, form, st.current
+
+    def step(self, f, s, y, h, args, state: ESDIRKState):
         tab = self.tableau
-        newton = _Newton(*self._tols(y.dtype), self.max_newton_iters, self.linear_solver, self.jac_sparsity)
-        Fs, Z, ok, lin_ok, n_f = esdirk_stages(tab, f, s, y, h, args, state, newton)
+        hg = jnp.asarray(h * tab.gamma, y.dtype)
+        st, formed, exact = self._newton_matrix(f, s, y, args, hg, state)
+        rtol, atol = self._tols(y.dtype)
+        # A Newton matrix from an earlier point converges linearly, and its errors, of one
+        # sign step after step, add up: measured on a 200-state reaction-diffusion
+        # problem (Kvaerno3, rtol 1e-6), the global error grew from 0.07 to 4 tolerances
+        # at the same Newton tolerance. So with it Newton goes STALE_TIGHTEN further, and
+        # every stage measures its rate (two iterations at least) instead of assuming one.
+        tight = jnp.where(exact, 1.0, STALE_TIGHTEN).astype(y.dtype)
+        newton = _Newton(rtol, atol, self.max_newton_iters, self.linear_solver, self.jac_sparsity)
+        solve_M = self.linear_solver.newton_solver(st.factor, f, s, y, args, hg, self.jac_sparsity)
+        min_iters = jnp.where(exact, 1, min(2, self.max_newton_iters))
+        Fs, Z, ok, lin_ok, n_f, slowest = esdirk_stages(tab, f, s, y, h, args, st.lin, newton, solve_M,
+                                                        min_iters, tight)
+        newton_ok, lin = ok, st.lin
         y1 = y + Z
         y_err = h * _comb(tab.e, Fs)
-        lin1 = self.linear_solver.linearise(f, s + h, y1, args, self.jac_sparsity)  # the next step's state
-        fail = failure_code(lin_ok, state.pattern_ok & lin1.pattern_ok)
+        reuse = self.jac_reuse
+        # J at the end point after a slow step (with reuse off: after every step), unless
+        # Newton failed (the step is rejected, its end point unused)
+        slow = ((slowest > reuse) if reuse > 0 else jnp.asarray(True)) & newton_ok
+        lin1 = self._end_point(f, s + h, y1, args, lin, slow)
+        fail = failure_code(lin_ok, lin.pattern_ok & lin1.pattern_ok)
         ok = ok & all_finite(y1, y_err) & (fail == 0)
-        dense = (y, _hermite_data(Z, h, state, lin1, tab.hermite))
-        return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=lin1,
-                          ok=ok, n_f=n_f + 1, n_jac=1, fail=fail)
+        dense = (y, _hermite_data(Z, h, lin, lin1, tab.hermite))
+        # A J formed at the end invalidates the factor (factor_hg 0 matches no step).
+        nxt = st._replace(lin=lin1, current=slow, refresh=jnp.asarray(False),
+                          factor_hg=jnp.where(slow, 0, hg).astype(hg.dtype))
+        # f evaluations: Newton's, the end point's, one per J formed at the start (its own
+        # linearisation; a J formed at the end shares the end point's) and the linear
+        # solve's set-up (matrix-free: its linearisation).
+        setup_f, setup_jacs = self.linear_solver.setup_counts()
+        end_jac = slow if self.linear_solver.carries_factor else jnp.asarray(False)
+        return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=nxt, ok=ok,
+                          n_f=n_f + 1 + formed + setup_f,
+                          n_jac=formed.astype(jnp.int32) + end_jac.astype(jnp.int32) + setup_jacs,
+                          fail=fail, state_rejected=st._replace(refresh=~newton_ok))
+
+    def _end_point(self, f, s1, y1, args, lin: Linearisation, form):
+        """The linearisation at the step's end (s1, y1): f, df/ds and J f (one f
+        evaluation), with J formed there too where `form` (in the same linearisation),
+        else lin's J carried over."""
+        ls = self.linear_solver
+        if not ls.carries_factor:
+            return ls.linearise(f, s1, y1, args, self.jac_sparsity)
+
+        def carried():
+            f1, ft1, jf1 = point_derivatives(f, s1, y1, args)
+            return Linearisation(f1, ft1, jf1, lin.jac, lin.pattern_ok)
+
+        new = jax.lax.cond(unvmap_any(form), lambda: ls.linearise(f, s1, y1, args, self.jac_sparsity), carried)
+        pick = lambda a, b: jax.tree_util.tree_map(lambda x, z: jnp.where(form, x, z), a, b)  # noqa: E731
+        return new._replace(jac=pick(new.jac, lin.jac), pattern_ok=pick(new.pattern_ok, lin.pattern_ok))
 
     def interpolate(self, dense, h, theta):
         y0, data = dense

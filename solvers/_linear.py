@@ -12,7 +12,7 @@ a user passes as `linear_solver=` into one of them.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, ClassVar, NamedTuple, Optional
 
 import equinox as eqx
 import jax
@@ -68,6 +68,15 @@ def linearise_dense(f, s, y, args):
     dy = jnp.concatenate([jnp.zeros((1, d), y.dtype), jnp.eye(d, dtype=y.dtype)])
     cols = jax.vmap(lin)(ds, dy)  # (d + 1, d): row 0 is df/ds, rows 1.. are df/dy_j
     return f0, cols[1:].T, cols[0]
+
+
+def point_derivatives(f, s, y, args):
+    """(f, df/ds, J f) at (s, y) from one linearisation pushed along two tangents, without
+    forming J: what the dense output and the next step need where J itself is reused."""
+    s = jnp.asarray(s, y.dtype)
+    f0, lin = jax.linearize(lambda s_, y_: f(s_, y_, args), s, y)
+    out = jax.vmap(lin)(jnp.asarray([1, 0], s.dtype), jnp.stack([jnp.zeros_like(y), f0]))
+    return f0, out[0], out[1]
 
 
 def linearise_coloured(f, s, y, args, pattern: JacobianPattern):
@@ -128,19 +137,41 @@ def _compressed_linear(g, b, pattern: JacobianPattern):
 class AbstractLinearSolve(eqx.Module):
     """How an implicit method forms J and solves with W = I - hg J.
 
-    `linearise` gives the `Linearisation` at (s, y); `solver` the solve with W at the
-    point of `lin` (newton=True: only to steer a simplified Newton iteration, so without
-    gradient; newton=False: differentiable, for Rosenbrock stages); `tangent_solver` the
-    solve of the implicit function theorem, g(x) = b for the linear g (W at a converged
-    stage, or its transpose). `pattern` is the method's `JacobianPattern` or None."""
+    `linearise` gives the `Linearisation` at (s, y); `solver` the differentiable solve
+    with W at the point of `lin` (Rosenbrock stages); `newton_factor` and `newton_solver`
+    the solve that only steers ESDIRK's simplified Newton iteration (no gradient), from a
+    factorisation ESDIRK may carry over several steps (`carries_factor`);
+    `tangent_solver` the solve of the implicit function theorem, g(x) = b for the linear
+    g (W at a converged stage, or its transpose). `pattern` is the method's
+    `JacobianPattern` or None."""
+
+    #: Whether J and the factorised Newton matrix are data ESDIRK can keep from step to
+    #: step (False: the solve works from f at each step's own point, e.g. matrix-free).
+    carries_factor: ClassVar[bool] = True
 
     @abc.abstractmethod
     def linearise(self, f, s, y, args, pattern: Optional[JacobianPattern]) -> Linearisation:
         """f, df/ds, J f and the solve's representation of J at (s, y)."""
 
+    def jacobian(self, f, s, y, args, pattern: Optional[JacobianPattern]):
+        """(jac, pattern_ok): the solve's representation of J at (s, y) and its pattern
+        check, alone (ESDIRK forms it only when it does not reuse an earlier one)."""
+        lin = self.linearise(f, s, y, args, pattern)
+        return lin.jac, lin.pattern_ok
+
     @abc.abstractmethod
-    def solver(self, f, s, y, args, lin: Linearisation, hg, pattern, newton: bool) -> Solve:
-        """r -> ((I - hg J(s, y))^-1 r, ok)."""
+    def solver(self, f, s, y, args, lin: Linearisation, hg, pattern) -> Solve:
+        """r -> ((I - hg J(s, y))^-1 r, ok), differentiable."""
+
+    @abc.abstractmethod
+    def newton_factor(self, jac, hg) -> Any:
+        """W = I - hg J (J: `jac`, the solve's representation) prepared for repeated
+        solves: a PyTree of arrays without gradient."""
+
+    @abc.abstractmethod
+    def newton_solver(self, factor, f, s, y, args, hg, pattern) -> Solve:
+        """r -> (W^-1 r, ok) from `newton_factor`'s output (f, s, y, args, hg: the step's
+        own, for a solve that does not carry a factor)."""
 
     @abc.abstractmethod
     def tangent_solver(self, f, s, y, args, lin: Linearisation, hg, pattern) -> Callable:
@@ -148,6 +179,12 @@ class AbstractLinearSolve(eqx.Module):
 
     def check(self, pattern: Optional[JacobianPattern], name: str) -> None:
         """Construction-time checks of the pattern against this solve (ValueError)."""
+
+    def setup_counts(self) -> tuple:
+        """(f evaluations, Jacobians) that setting up `solver` or `newton_solver` at a
+        step's point makes, for the solve's statistics (matrix-free: its linearisation of
+        f, and the preconditioner's)."""
+        return 0, 0
 
     def augmented(self) -> "AbstractLinearSolve":
         """The solve for BacksolveAdjoint's augmented system (no pattern applies to it)."""
@@ -167,12 +204,19 @@ class DenseLinearSolve(AbstractLinearSolve):
         v = _check_vector(y.shape[0], y.dtype)
         return Linearisation(f0, ft, J @ f0, J, _pattern_ok(jv, J @ v, jnp.abs(J) @ v))
 
-    def solver(self, f, s, y, args, lin, hg, pattern, newton):
+    def solver(self, f, s, y, args, lin, hg, pattern):
         J = lin.jac
-        if newton:
-            return newton_matrix(J, hg)
         lu = lu_factor(jnp.eye(J.shape[0], dtype=J.dtype) - hg * J)
         return lambda r: (lu_solve(lu, r), jnp.asarray(True))
+
+    def newton_factor(self, jac, hg):
+        return newton_matrix(jac, hg)
+
+    def newton_solver(self, factor, f, s, y, args, hg, pattern):
+        ok = jnp.asarray(True)
+        if y.shape[0] <= _INVERSE_MAX_DIM:  # the inverse (see newton_matrix)
+            return lambda r: (factor @ r, ok)
+        return lambda r: (lu_solve(factor, r), ok)
 
     def tangent_solver(self, f, s, y, args, lin, hg, pattern):
         def solve(g, b):
@@ -186,23 +230,22 @@ class DenseLinearSolve(AbstractLinearSolve):
 _INVERSE_MAX_DIM = 64  # up to this state size, Newton applies (I - h gamma J)^-1 as a matrix
 
 
-def newton_matrix(J, hg) -> Solve:
-    """`r -> ((I - hg J)^-1 r, True)` for the simplified Newton iteration, J (d, d).
+def newton_matrix(J, hg):
+    """The factorised W = I - hg J for the simplified Newton iteration, J (d, d): the LU
+    (lu, pivots), or for small systems the inverse (d, d) built once from it.
 
-    One LU per step, reused by every Newton iteration of every stage. It only steers the
-    iteration (not the converged result), so it carries no gradient. Small systems apply
-    it as an explicit inverse built once from the LU: inside XLA's while loop on CPU, two
+    Reused by every Newton iteration of every stage (and by later steps, see ESDIRK's
+    jac_reuse). It only steers the iteration (not the converged result), so it carries
+    no gradient. The explicit inverse: inside XLA's while loop on CPU, two
     triangular-solve calls per Newton iteration cost several times more than one small
     matvec (measured 7x on ROBER). Accuracy is unaffected: the residual is exact, the
     matrix only sets the contraction rate. (A singular W gives inf/NaN, which Newton
     reports as a failure.)"""
     d = J.shape[0]
     lu = jax.lax.stop_gradient(lu_factor(jnp.eye(d, dtype=J.dtype) - hg * J))
-    ok = jnp.asarray(True)
     if d <= _INVERSE_MAX_DIM:
-        M_inv = lu_solve(lu, jnp.eye(d, dtype=J.dtype))
-        return lambda r: (M_inv @ r, ok)
-    return lambda r: (lu_solve(lu, r), ok)
+        return lu_solve(lu, jnp.eye(d, dtype=J.dtype))
+    return lu
 
 
 class TridiagonalLinearSolve(AbstractLinearSolve):
@@ -228,11 +271,15 @@ class TridiagonalLinearSolve(AbstractLinearSolve):
         b_abs = Bands(*(jnp.abs(x) for x in b))
         return Linearisation(f0, ft, bands_mv(b, f0), b, _pattern_ok(jv, bands_mv(b, v), bands_mv(b_abs, v)))
 
-    def solver(self, f, s, y, args, lin, hg, pattern, newton):
+    def solver(self, f, s, y, args, lin, hg, pattern):
         w = _w_bands(lin.jac, hg)
-        if newton:
-            w = _stop(w)
         return lambda r: _tridiagonal_solve(w, r)
+
+    def newton_factor(self, jac, hg):
+        return _stop(_w_bands(jac, hg))  # gtsv factorises as it solves: O(d) per solve
+
+    def newton_solver(self, factor, f, s, y, args, hg, pattern):
+        return lambda r: _tridiagonal_solve(factor, r)
 
     def tangent_solver(self, f, s, y, args, lin, hg, pattern):
         def solve(g, b):
@@ -257,6 +304,10 @@ class AbstractPreconditioner(eqx.Module):
     def check(self, pattern: Optional[JacobianPattern], name: str) -> None:
         """Construction-time checks (ValueError)."""
 
+    def setup_counts(self) -> tuple:
+        """(f evaluations, Jacobians) that forming the operator makes."""
+        return 0, 0
+
 
 class TridiagonalPreconditioner(AbstractPreconditioner):
     """P = (tridiagonal part of W)^-1, with J's tridiagonal part from its coloured JVPs
@@ -267,6 +318,9 @@ class TridiagonalPreconditioner(AbstractPreconditioner):
         if pattern is None:
             raise ValueError(f"{name}: TridiagonalPreconditioner needs jac_sparsity= on the method (it builds "
                              f"the tridiagonal part of J from the coloured Jacobian)")
+
+    def setup_counts(self):
+        return 1, 1  # one coloured linearisation: f and the tridiagonal part of J
 
     def operator(self, f, s, y, args, hg, pattern):
         self.check(pattern, "TridiagonalPreconditioner")
@@ -300,6 +354,8 @@ class MatrixFreeLinearSolve(AbstractLinearSolve):
     solver_: lx.AbstractLinearSolver
     preconditioner: Optional[AbstractPreconditioner] = None
 
+    carries_factor: ClassVar[bool] = False  # W v is a JVP at each step's own point
+
     def check(self, pattern, name):
         if self.preconditioner is not None:
             self.preconditioner.check(pattern, name)
@@ -308,20 +364,30 @@ class MatrixFreeLinearSolve(AbstractLinearSolve):
                              f"preconditioner (it needs only J v products): drop it, or pass "
                              f"solvers.MatrixFreeLinearSolve(solver, solvers.TridiagonalPreconditioner())")
 
+    def setup_counts(self):
+        f_evals, jacs = (0, 0) if self.preconditioner is None else self.preconditioner.setup_counts()
+        return 1 + f_evals, jacs  # the linearisation of f behind W v
+
     def _options(self, f, s, y, args, hg, pattern):
         if self.preconditioner is None:
             return {}
         return {"preconditioner": self.preconditioner.operator(f, s, y, args, hg, pattern)}
 
     def linearise(self, f, s, y, args, pattern):
-        s = jnp.asarray(s, y.dtype)
-        f0, lin = jax.linearize(lambda s_, y_: f(s_, y_, args), s, y)
-        out = jax.vmap(lin)(jnp.asarray([1, 0], s.dtype), jnp.stack([jnp.zeros_like(y), f0]))
-        return Linearisation(f0, out[0], out[1], (), jnp.asarray(True))
+        f0, ft, jf = point_derivatives(f, s, y, args)
+        return Linearisation(f0, ft, jf, (), jnp.asarray(True))
 
-    def solver(self, f, s, y, args, lin, hg, pattern, newton):
-        if newton:
-            s, y, args, hg = _stop((s, y, args, hg))
+    def jacobian(self, f, s, y, args, pattern):
+        return (), jnp.asarray(True)  # nothing to form (carries_factor is False)
+
+    def newton_factor(self, jac, hg):
+        return ()
+
+    def newton_solver(self, factor, f, s, y, args, hg, pattern):
+        s, y, args, hg = _stop((s, y, args, hg))
+        return self.solver(f, s, y, args, None, hg, pattern)
+
+    def solver(self, f, s, y, args, lin, hg, pattern):
         op = _w_operator(f, s, y, args, hg)
         options = self._options(f, s, y, args, hg, pattern)
 
@@ -332,9 +398,9 @@ class MatrixFreeLinearSolve(AbstractLinearSolve):
         return solve
 
     def tangent_solver(self, f, s, y, args, lin, hg, pattern):
-        options = self._options(*_stop((f, s, y, args, hg)), pattern)
-
         def solve(g, b):
+            # The preconditioner is formed here, only when a derivative is taken.
+            options = self._options(*_stop((f, s, y, args, hg)), pattern)
             op = lx.FunctionLinearOperator(g, jax.ShapeDtypeStruct(b.shape, b.dtype))
             # g may be W at the stage or its transpose (custom_root transposes it for
             # reverse mode); the step's preconditioner serves both (it only steers GMRES).

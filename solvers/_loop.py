@@ -296,6 +296,11 @@ def _status(prob: Problem, status, res, d, accept, last, terminal_hit, overflow,
     return status, ~(finished | stuck | out_of_steps)
 
 
+def _retry_state(res, mstate):
+    """The method state after a rejected step (see StepResult.state_rejected)."""
+    return mstate if res.state_rejected is None else res.state_rejected
+
+
 def forward(prob: Problem, y0, p: Params, ss, h0):
     """Integrate from s=0 to s=1 (or a terminal event). ss: (n_save,) save points."""
     method, controller = prob.method, p.consts.controller
@@ -320,7 +325,7 @@ def forward(prob: Problem, y0, p: Params, ss, h0):
         return _Carry(
             clock=_clock(jnp.where(accept, e.s_end, s), h_next, d.memory),
             counts=_counts(status, n_steps, n_acc + accept, running, n_f + res.n_f, n_jac + res.n_jac),
-            y=jnp.where(accept, e.y_end, c.y), mstate=sel(res.state, c.mstate), g=e.g, ys=ys,
+            y=jnp.where(accept, e.y_end, c.y), mstate=sel(res.state, _retry_state(res, c.mstate)), g=e.g, ys=ys,
             i_save=i_save, n_ev=e.n_ev, s_events=e.s_events, y_events=e.y_events, rec=rec, table=table,
         )
 

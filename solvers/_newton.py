@@ -26,7 +26,7 @@ def all_finite(*xs):
 _RATE_FLOOR = 0.1
 
 
-def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
+def _newton_iteration(solve_M, scale, max_iters, y0, rate0, min_iters):
     """The primal simplified Newton iteration, as custom_root's `solve(residual, z0)`."""
 
     def newton(residual, z0):
@@ -42,16 +42,20 @@ def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
             dz = -dz
             z = z + dz
             nd = rms(dz / scale)
-            theta = jnp.where(k == 0, jnp.maximum(rate, _RATE_FLOOR), nd / nd_prev)
+            # (nd_prev = 0: the previous correction was exact, so is this one)
+            theta = jnp.where(k == 0, jnp.maximum(rate, _RATE_FLOOR),
+                              jnp.where(nd_prev > 0, nd / jnp.where(nd_prev > 0, nd_prev, 1), 0))
             # First iteration: the contraction rate of an earlier stage of this step if
             # there is one (rate0 < 1; Hairer & Wanner's RADAU5 carries it over steps),
             # else no rate yet: ask for |dz| <= 1 outright.
             est = jnp.where(theta < 1, theta / jnp.maximum(1 - theta, eps) * nd, nd)
             # Stalled at rounding level (corrections no larger than a few ulps of the
             # largest component and no longer shrinking): as converged as it will get.
-            tiny = jnp.max(jnp.abs(dz)) <= 64 * eps * jnp.max(jnp.abs(y0 + z))
+            # (Per component instead, ROBER with a reused J never converged its y2 ~ 1e-13:
+            # the rounding of f's cancelling terms, times h gamma, is far above y2's ulps.)
+            tiny = jnp.max(jnp.abs(dz), initial=0) <= 64 * eps * jnp.max(jnp.abs(y0 + z), initial=0)  # d = 0 too
             stalled = (k > 0) & (theta > 0.5) & tiny
-            done = ((est <= 1.0) & ((k == 0) | (theta < 1))) | stalled
+            done = (((est <= 1.0) & ((k == 0) | (theta < 1))) | stalled) & (k + 1 >= min_iters)
             # A linear solve that did not converge fails the iteration (its dz is not a
             # Newton correction; the caller reports it as such, not as divergence).
             failed = ~jnp.isfinite(nd) | ((k > 0) & (theta >= 1) & ~done) | ~ok
@@ -69,7 +73,7 @@ def _newton_iteration(solve_M, scale, max_iters, y0, rate0):
     return newton
 
 
-def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, tangent_solve, scale, max_iters, rate0=1.0):
+def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, tangent_solve, scale, max_iters, rate0=1.0, min_iters=1):
     """Solve Z = psi + hg f(t, y0 + Z, args) for the stage increment Z (d,) from the guess
     Z0; returns (Z, converged, number of iterations: one f evaluation each, contraction
     rate: the last one measured, else rate0; 1 means unknown, linear_ok: False when a
@@ -91,7 +95,7 @@ def newton_stage(f, t, y0, psi, hg, args, Z0, solve_M, tangent_solve, scale, max
     def residual(Z):
         return Z - psi - hg * f(t, y0 + Z, args)
 
-    newton = _newton_iteration(solve_M, scale, max_iters, y0, jax.lax.stop_gradient(rate0))
+    newton = _newton_iteration(solve_M, scale, max_iters, y0, jax.lax.stop_gradient(rate0), min_iters)
     Z, aux = jax.lax.custom_root(residual, jax.lax.stop_gradient(Z0), newton, tangent_solve, has_aux=True)
     aux = jax.lax.stop_gradient(aux)
     return Z, aux[0] > 0.5, aux[1].astype(jnp.int32), aux[2], aux[3] > 0.5

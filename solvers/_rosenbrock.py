@@ -120,7 +120,7 @@ def rosenbrock_step(tab: RosenbrockTableau, f, s, y, h, args, linear: AbstractLi
     lin = linear.linearise(f, s, y, args, pattern)
     f0, ft = lin.f, lin.ft
     hg = h * tab.gamma
-    solve_w = linear.solver(f, s, y, args, lin, hg, pattern, newton=False)
+    solve_w = linear.solver(f, s, y, args, lin, hg, pattern)
     lin_ok = jnp.asarray(True)
     ks: list = []
     for i in range(len(tab.b)):
@@ -184,8 +184,12 @@ class Rosenbrock(AbstractTableauMethod):
         y1, y_err, dense, ok, fail = rosenbrock_step(self.tableau, f, s, y, h, args, self.linear_solver,
                                                      self.jac_sparsity)
         y_err = jnp.where(ok, y_err, huge(y))
+        # f evaluations: one per stage and the linear solve's set-up (matrix-free: its
+        # linearisation of f); Jacobians: one, unless the solve forms none.
+        ls = self.linear_solver
+        setup_f, setup_jacs = ls.setup_counts()
         return StepResult(y1=y1, y_err=y_err, dense=dense, state=(), ok=ok,
-                          n_f=len(self.tableau.b), n_jac=1, fail=fail)
+                          n_f=len(self.tableau.b) + setup_f, n_jac=int(ls.carries_factor) + setup_jacs, fail=fail)
 
     def interpolate(self, dense, h, theta):
         y0, y1, *K = dense

@@ -24,8 +24,9 @@ Conventions bridged here (see tests/test_scipy_conventions.py for the checks):
   (0 -> None) -> `solvers.Event`; `t_events`/`y_events` are always lists, unused slots
   trimmed, an empty `y_events` entry of shape (0,) as scipy's;
 - `sol(t)`: (n,) for scalar t, (n, m) for (m,) t (ours evaluates to (m, n)).
-- `nlu`: not counted by solvers; both implicit methods (Kvaerno5, Rodas5P) factorise once per
-  Jacobian, so nlu is reported as num_jac_evals.
+- `nlu`: not counted by solvers; both implicit methods (Kvaerno5, Rodas5P) factorise their
+  Newton matrix I - h gamma J at every step attempt (the adaptive step size changes at every
+  step, and Kvaerno5 may keep J across steps but not h), so nlu is reported as num_steps.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
         t_events=t_events, y_events=y_events,
         event_index=int(sol.event_index),
         nfev=stats["num_f_evals"], njev=njev,
-        nlu=njev if isinstance(_method(method), IMPLICIT) else 0,
+        nlu=stats["num_steps"] if isinstance(_method(method), IMPLICIT) else 0,
         status=status, message=message, success=status >= 0,
         solution=sol,  # the solvers.Solution itself, for checks beyond scipy's
     )

@@ -8,6 +8,7 @@ values (python floats are static under `eqx.filter_jit`).
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -327,12 +328,23 @@ def test_fixed_step_counts_and_stats():
     assert st["num_f_evals"] >= 4 * 100
 
 
-@pytest.mark.parametrize("method", [solvers.Tsit5(), solvers.Dopri8(), solvers.Ralston(), solvers.Rodas5P(),
-                                    solvers.Rosenbrock23(), solvers.Kvaerno5(), solvers.ImplicitEuler()],
-                         ids=lambda m: type(m).__name__)
-def test_f_evaluation_count_matches_a_counter(method):
-    # scipy's nfev convention: every evaluation of f, the first step's included (Newton
-    # iterations vary per step). Counted on the host by a callback inside f.
+_TRIDIAG = np.eye(3, dtype=bool) | np.eye(3, k=1, dtype=bool) | np.eye(3, k=-1, dtype=bool)
+_COUNTED = [solvers.Tsit5(), solvers.Dopri8(), solvers.Ralston(), solvers.Rodas5P(), solvers.Rosenbrock23(),
+            solvers.Kvaerno5(), solvers.ImplicitEuler()]
+# f evaluations hidden in the linear algebra: matrix-free W v (a linearisation of f at
+# each step), its preconditioner's coloured Jacobian, Jacobians formed on demand (reuse)
+_COUNTED_LINEAR = [
+    (solvers.Kvaerno5(linear_solver=lx.GMRES(rtol=1e-10, atol=1e-12)), 0),
+    (solvers.Rodas5P(linear_solver=lx.BiCGStab(rtol=1e-10, atol=1e-12)), 0),
+    (solvers.Kvaerno5(linear_solver=solvers.MatrixFreeLinearSolve(lx.GMRES(rtol=1e-10, atol=1e-12),
+                                                                  solvers.TridiagonalPreconditioner()),
+                      jac_sparsity=_TRIDIAG), "steps"),
+    (solvers.Kvaerno5(jac_reuse=0.01), None),
+]
+
+
+def _counted_solve(method):
+    """The solve and the number of times f ran, counted on the host by a callback in f."""
     count = [0]
 
     def f(t, y, a):
@@ -341,7 +353,28 @@ def test_f_evaluation_count_matches_a_counter(method):
 
     sol = solvers.solve(f, jnp.ones(3), 0.0, 2.0, method=method, rtol=1e-6, atol=1e-6)
     jax.block_until_ready(sol.ys)
-    assert int(sol.stats["num_f_evals"]) == count[0]
+    return sol, count[0]
+
+
+@pytest.mark.parametrize("method, njev", _COUNTED_LINEAR, ids=["GMRES", "Rodas5P-BiCGStab", "preconditioned", "reuse"])
+def test_f_evaluation_count_with_linear_solvers(method, njev):
+    sol, count = _counted_solve(method)
+    assert int(sol.stats["num_f_evals"]) == count
+    got = int(sol.stats["num_jac_evals"])
+    if njev == "steps":  # the preconditioner's, one per step
+        assert got == int(sol.stats["num_steps"])
+    elif njev is None:  # reused: a few
+        assert 1 <= got < int(sol.stats["num_steps"])
+    else:
+        assert got == njev  # matrix-free: no J is formed
+
+
+@pytest.mark.parametrize("method", _COUNTED, ids=lambda m: type(m).__name__)
+def test_f_evaluation_count_matches_a_counter(method):
+    # scipy's nfev convention: every evaluation of f, the first step's included (Newton
+    # iterations vary per step).
+    sol, count = _counted_solve(method)
+    assert int(sol.stats["num_f_evals"]) == count
     implicit = isinstance(method, (solvers.Rosenbrock, solvers.ESDIRK))
     assert int(sol.stats["num_jac_evals"]) == (int(sol.stats["num_steps"]) + isinstance(method, solvers.ESDIRK)
                                               if implicit else 0)
