@@ -377,7 +377,8 @@ class ESDIRK(AbstractTableauMethod):
         # linearisation; a J formed at the end shares the end point's) and the linear
         # solve's set-up (matrix-free: its linearisation).
         setup_f, setup_jacs = self.linear_solver.setup_counts()
-        end_jac = slow if self.linear_solver.carries_factor else jnp.asarray(False)
+        # (J formed at the end: after a slow step; with reuse off after every step, see _end_point)
+        end_jac = jnp.asarray(reuse == 0) | slow if self.linear_solver.carries_factor else jnp.asarray(False)
         return StepResult(y1=y1, y_err=jnp.where(ok, y_err, huge(y)), dense=dense, state=nxt, ok=ok,
                           n_f=n_f + 1 + formed + setup_f,
                           n_jac=formed.astype(jnp.int32) + end_jac.astype(jnp.int32) + setup_jacs,
@@ -388,7 +389,7 @@ class ESDIRK(AbstractTableauMethod):
         evaluation), with J formed there too where `form` (in the same linearisation),
         else lin's J carried over."""
         ls = self.linear_solver
-        if not ls.carries_factor:
+        if not ls.carries_factor or self.jac_reuse == 0:  # no J, or J at every step: no cond
             return ls.linearise(f, s1, y1, args, self.jac_sparsity)
 
         def carried():
