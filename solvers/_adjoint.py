@@ -167,6 +167,22 @@ def budget_slots(budget, max_steps, y0) -> int:
     return max(1, free // state)
 
 
+def check_checkpoints(name, c):
+    """TypeError / ValueError unless `checkpoints` is an int >= 1."""
+    if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+        raise TypeError(f"{name}(checkpoints=N) needs an int N >= 1, got {c!r}")
+    if c < 1:
+        raise ValueError(f"{name}(checkpoints=N) needs N >= 1, got {c}")
+
+
+def refuse_records(saveat, name, why):
+    """ValueError if `saveat` asks for dense output or every step, which the adjoint `name`
+    cannot differentiate (`why`: its reason)."""
+    if saveat.dense or saveat.steps:
+        raise ValueError(f"{name} {why}, so it cannot differentiate dense output or SaveAt(steps=True): use "
+                         f"DiscreteAdjoint() or CheckpointAdjoint()")
+
+
 def _check_budget(name, budget):
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
         raise ValueError(f"{name}(memory_budget=B) needs a positive int number of bytes, got {budget!r}")
@@ -253,10 +269,7 @@ class CheckpointAdjoint(AbstractReverseAdjoint):
     memory_budget: Optional[int] = None
 
     def __check_init__(self):
-        if isinstance(self.checkpoints, bool) or not isinstance(self.checkpoints, (int, np.integer)):
-            raise TypeError(f"CheckpointAdjoint(checkpoints=N) needs an int N >= 1, got {self.checkpoints!r}")
-        if self.checkpoints < 1:
-            raise ValueError(f"CheckpointAdjoint(checkpoints=N) needs N >= 1, got {self.checkpoints}")
+        check_checkpoints("CheckpointAdjoint", self.checkpoints)
         if self.memory_budget is not None:
             _check_budget("CheckpointAdjoint", self.memory_budget)
 
@@ -298,11 +311,7 @@ class BacksolveAdjoint(AbstractReverseAdjoint):
             raise ValueError(f"BacksolveAdjoint(max_error=...) must be a positive number, got {self.max_error!r}")
 
     def check(self, saveat):
-        if saveat.dense or saveat.steps:
-            raise ValueError(
-                "BacksolveAdjoint keeps no record of the steps, so it cannot differentiate dense output "
-                "or SaveAt(steps=True): use DiscreteAdjoint() or CheckpointAdjoint()"
-            )
+        refuse_records(saveat, "BacksolveAdjoint", "keeps no record of the steps")
 
     def record_every(self, max_steps):
         return 0

@@ -16,11 +16,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from . import _loop, _revolve
-from ._adjoint import AbstractReverseAdjoint, sparse_recording
+from ._adjoint import AbstractReverseAdjoint, check_checkpoints, refuse_records, sparse_recording
 from ._base import Status
 from ._discrete import advance_step
 from ._errors import raise_if
@@ -157,18 +156,10 @@ class InterpolatingAdjoint(AbstractReverseAdjoint):
     checkpoints: int = 64
 
     def __check_init__(self):
-        c = self.checkpoints
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"InterpolatingAdjoint(checkpoints=N) needs an int N >= 1, got {c!r}")
-        if c < 1:
-            raise ValueError(f"InterpolatingAdjoint(checkpoints=N) needs N >= 1, got {c}")
+        check_checkpoints("InterpolatingAdjoint", self.checkpoints)
 
     def check(self, saveat):
-        if saveat.dense or saveat.steps:
-            raise ValueError(
-                "InterpolatingAdjoint cannot differentiate dense output or SaveAt(steps=True): use "
-                "DiscreteAdjoint() or CheckpointAdjoint()"
-            )
+        refuse_records(saveat, "InterpolatingAdjoint", "keeps only checkpointed states, not the steps")
 
     def loop(self, prob, y0, p, ss, h0):
         if prob.events is not None:
