@@ -20,7 +20,7 @@ import numpy as np
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 from jax.flatten_util import ravel_pytree
 
-from . import _loop
+from . import _loop, _sensitivity
 from ._backsolve import backsolve
 from ._discrete import binomial_backward, discrete_backward
 
@@ -347,7 +347,11 @@ def _outputs(out):
 
 def _forward_jacobian(prob, y0, p, ss, h0, needs):
     """The loop's outputs and their Jacobian with respect to the differentiated inputs
-    (flattened into one vector), by forward mode: one tangent per input, carried along."""
+    (flattened into one vector), by forward mode: one tangent per input, carried along
+    (as extra state components where the method allows it, see `_sensitivity.py`)."""
+    if _sensitivity.applies(prob, y0, needs):
+        out, jac = _sensitivity.forward_jacobian(prob, y0, p, ss, h0, needs)
+        return out, _outputs(jac)
     parts, need = _parts(y0, p, ss), needs.as_tuple()
     x, unravel = ravel_pytree(tuple(part for part, n in zip(parts, need) if n))
     prob = dataclasses.replace(prob, differentiable_records=False)

@@ -125,6 +125,12 @@ class AbstractMethod(eqx.Module):
     #: f evaluations and Jacobians `init` makes (counted once per solve in the stats).
     init_evals = 0
     init_jacs = 0
+    #: Whether a step applied to the state extended by tangent components (f extended by
+    #: its JVPs) gives those tangents as differentiating the step with h held fixed does,
+    #: with an error estimate whose last axis is the state's, so that [..., :d] judges y
+    #: alone. Then DiscreteAdjoint's forward sensitivities are one solve of the extended
+    #: state (`_sensitivity.py`); otherwise jax.jacfwd through the loop.
+    tangents_as_states = False
 
     @property
     @abc.abstractmethod

@@ -182,13 +182,18 @@ def _check_event(event, y0, t0, args):
         raise ValueError(f"Event.cond must return a scalar, got {shape}: e.g. return y[0] - height, not y")
 
 
+def _tightest(tol) -> float:
+    """The smallest of concrete tolerances: a number, an array, or a PyTree like y0."""
+    return min(float(np.min(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(tol))
+
+
 def _warn_precision(controller, y0):
     if not isinstance(controller, PIDController) or not is_concrete(controller.rtol):
         return
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
     eps = float(jnp.finfo(dtype).eps)
     # 4 eps (5e-7 in float32): the default rtol 1e-6 (8 eps) still resolves; 1e-7 does not.
-    if float(np.min(np.asarray(controller.rtol))) < 4 * eps:
+    if _tightest(controller.rtol) < 4 * eps:
         warnings.warn(
             f"rtol={controller.rtol} is below 4 eps of the state's dtype {dtype} ({4 * eps:.1e}): the solve "
             "cannot reach it and will stop at rounding level; use float64 (jax.config.update("
@@ -215,8 +220,7 @@ def prepare(f, y0, t0, t1, args, *, method, rtol, atol, controller, dt0, adaptiv
     _check_dt0(dt0, t0, t1)
     method = method.specialize(y0)
     if isinstance(controller, PIDController) and is_concrete((controller.rtol, controller.atol)):
-        tol = lambda x: float(np.min(np.asarray(x)))  # noqa: E731
-        method = method.with_tolerances(tol(controller.rtol), tol(controller.atol))  # e.g. Newton's
+        method = method.with_tolerances(_tightest(controller.rtol), _tightest(controller.atol))  # e.g. Newton's
     controller.check(method, dt0)
     adjoint.check(saveat)
     _check_ts(saveat.ts, t0, t1)

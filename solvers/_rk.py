@@ -65,6 +65,7 @@ class ExplicitRK(AbstractTableauMethod):
 
     tableau: T.ButcherTableau = eqx.field(default=T.TSIT5, static=True, repr=False)
     init_evals = 1
+    tangents_as_states = True  # every stage is linear in the earlier ones
 
     def __check_init__(self):
         if not isinstance(self.tableau, T.ButcherTableau):

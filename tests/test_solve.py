@@ -252,6 +252,24 @@ def test_pytree_evaluate():
     assert abs(float(ev["v"][1]) - 2 * np.cos(2.6)) < 1e-7
 
 
+def test_per_component_tolerances():
+    # A PyTree of tolerances like y0 acts component by component: the same solve as the
+    # flat vector of tolerances, and a tight tolerance on one component only makes that
+    # component accurate (its error scaled by the tolerance) at the cost of more steps.
+    f = lambda t, y, a: {"fast": -y["fast"] * jnp.cos(t), "slow": y["slow"] * jnp.cos(t)}  # noqa: E731
+    y0 = {"fast": A([1.0, 2.0]), "slow": A(1.0)}
+    exact = {"fast": np.array([1.0, 2.0]) * np.exp(-np.sin(5.0)), "slow": a3_exact(5.0)}
+    tree_tol = {"fast": A([1e-5, 1e-5]), "slow": A(1e-11)}
+    tree = solvers.solve(f, y0, 0.0, 5.0, rtol=tree_tol, atol=tree_tol)
+    flat = solvers.solve(lambda t, y, a: jnp.concatenate([-y[:2] * jnp.cos(t), y[2:] * jnp.cos(t)]),
+                         A([1.0, 2.0, 1.0]), 0.0, 5.0, rtol=A([1e-5, 1e-5, 1e-11]), atol=A([1e-5, 1e-5, 1e-11]))
+    loose = solvers.solve(f, y0, 0.0, 5.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(tree.ys["slow"][-1]), np.asarray(flat.ys[-1, 2]))
+    assert int(tree.stats["num_steps"]) == int(flat.stats["num_steps"]) > 3 * int(loose.stats["num_steps"])
+    err = lambda sol, k: float(np.max(np.abs(np.asarray(sol.ys[k][-1]) - exact[k])))  # noqa: E731
+    assert err(tree, "slow") < 1e-3 * err(loose, "slow")
+
+
 FLOAT32_SCRIPT = """
 import jax, jax.numpy as jnp, numpy as np, solvers
 assert not jax.config.jax_enable_x64
