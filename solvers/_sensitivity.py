@@ -29,7 +29,6 @@ from jax.flatten_util import ravel_pytree
 from . import _loop
 from ._controller import AbstractController
 
-
 # The route is taken for states of fewer components, where a step is a few tiny kernels
 # and their number is the cost. Measured (Fisher-KPP, 2 parameters, Tsit5 at 1e-8, with
 # jacfwd through the loop = 1): 0.39 at d = 4, 0.36 at 8, 0.30 at 12, but 0.95 at 16,
