@@ -251,7 +251,9 @@ def peak_memory_mb(n_tri, size, folder):
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(_here, ".."), folder])}
     link = os.path.join(folder, "raytrace_bench.py")
-    if not os.path.exists(link):
+    if os.path.realpath(link) != os.path.realpath(__file__):  # absent, or left by another checkout
+        if os.path.lexists(link):
+            os.remove(link)
         os.symlink(os.path.abspath(__file__), link)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=folder)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")

@@ -89,8 +89,8 @@ def _public(out: _loop.Out, public: bool) -> _loop.Out:
     if public:
         return out
     rec = out.records
-    empty = jnp.zeros((0,), rec.h.dtype)
-    return out._replace(records=rec._replace(s=empty, h=empty, y=jnp.zeros((0, 2), rec.h.dtype)))
+    return out._replace(records=rec._replace(table=jnp.zeros((0, 2), rec.table.dtype),
+                                             y=jnp.zeros((0,) + rec.y.shape[1:], rec.y.dtype)))
 
 
 def _reverse_loop(adjoint: AbstractReverseAdjoint, prob, y0, p, ss, h0):

@@ -70,7 +70,7 @@ def _step_backward(prob, out, p, ss, ct, needs, j, y_j, carry):
     a, (dp, dss) = prob.method.step_vjp(F, rec.s[j], y_j, rec.h[j], (p_var, ss if needs.ss else None),
                                         outputs, ct_step, uses_dense=uses_dense)
     if needs.records:  # the recorded state itself is an output (dense output, saved steps)
-        a = a + jax.lax.dynamic_slice_in_dim(ct.records.y[j], 2, y_j.shape[0])
+        a = a + jax.lax.dynamic_slice_in_dim(ct.records.table[j], 2, y_j.shape[0])
     ct_p = tuple(_add(c, d) if w else c for c, d, w in zip(ct_p, dp, want))
     return a, ct_p, ct_ss + dss if needs.ss else ct_ss
 

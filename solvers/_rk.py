@@ -84,12 +84,31 @@ class ExplicitRK(AbstractTableauMethod):
         Unrolled in Python with the tableau's zeros skipped: a rolled stage loop compiles
         faster but writes a (stages, d) buffer per stage, which under vmap was five times
         slower (benchmarks/ode.py)."""
+        return self._stage_chain(lambda c, Y: f(s + c * h, Y, args), y, h, k0)
+
+    def _stage_chain(self, f_at, y, h, k0):
+        """`stages` with f_at(c_i, Y_i) -> k_i."""
         tab = self.tableau
         Ys, ks = [y], [k0]
         for i in range(1, tab.stages):
             Ys.append(y + h * _sparse_combine(tab.a[i, :i], ks))
-            ks.append(materialize(f(s + float(tab.c[i]) * h, Ys[i], args), h == h, y))
+            ks.append(materialize(f_at(float(tab.c[i]), Ys[i]), h == h, y))
         return Ys, ks
+
+    def linearized_stages(self, f, s, y, h, args):
+        """`stages` from y (k_0 = f(s, y, args) included), with the VJP of each k_i in
+        (Y_i, args): one evaluation of f per stage serves the step and its reverse sweep.
+        (Linearising each stage again in the sweep evaluated f twice per stage, 13 times
+        per Tsit5 step where diffrax's VJP of the step evaluates it 6 times.)"""
+        vjps = []
+
+        def f_at(c, Y):
+            k, vjp = jax.vjp(lambda Y, a: f(s + c * h, Y, a), Y, args)
+            vjps.append(vjp)
+            return k
+
+        Ys, ks = self._stage_chain(f_at, y, h, f_at(0.0, y))
+        return Ys, ks, vjps
 
     def finish(self, y, h, ks):
         """The step's result from its stage derivatives ks (a list)."""
@@ -121,9 +140,9 @@ class ExplicitRK(AbstractTableauMethod):
             used[[0, tab.fsal]] = True  # cubic Hermite: f at both ends
         return [bool(u) for u in used]
 
-    def stages_vjp(self, f, s, h, args, Ys, k_bar):
+    def stages_vjp(self, vjps, y, h, k_bar):
         """Reverse sweep through the stages: cotangents of (y, args) given cotangents
-        k_bar of the k_i, with k_0 = f(s, y, args) included. Ys from `stages`.
+        k_bar of the k_i, with k_0 = f(s, y, args) included; vjps from `linearized_stages`.
 
         One VJP of f per stage at its given point, each result materialised: differentiating
         the whole step at once let XLA fuse the stage chain into every kernel of the
@@ -134,10 +153,8 @@ class ExplicitRK(AbstractTableauMethod):
         for i in reversed(range(tab.stages)):
             if k_bar[i] is None:
                 continue
-            c_i = float(tab.c[i])
-            _, vjp = jax.vjp(lambda Y, a: f(s + c_i * h, Y, a), Ys[i], args)
-            Y_bar, a_bar = vjp(k_bar[i])
-            Y_bar = materialize(Y_bar, h == h, Ys[0])
+            Y_bar, a_bar = vjps[i](k_bar[i])
+            Y_bar = materialize(Y_bar, h == h, y)
             y_bar = Y_bar if y_bar is None else y_bar + Y_bar
             args_bar = a_bar if args_bar is None else jax.tree_util.tree_map(jnp.add, args_bar, a_bar)
             for j in range(i):
@@ -149,11 +166,11 @@ class ExplicitRK(AbstractTableauMethod):
     def step_vjp(self, f, s, y, h, args, outputs, ct, uses_dense=True):
         """The outputs' VJP given the stages, then the reverse sweep through the stages
         (`stages_vjp`), skipping stages the outputs do not read."""
-        Ys, ks = self.stages(f, s, y, h, args, f(s, y, args))
+        _, ks, vjps = self.linearized_stages(f, s, y, h, args)
         _, vjp = jax.vjp(lambda y, ks, a: outputs(y, a, self.finish(y, h, ks)), y, ks, args)
         y_bar, k_bar, a_bar = vjp(ct)
         k_bar = [kb if u else None for kb, u in zip(k_bar, self.used_stages(dense=uses_dense))]
-        y_st, a_st = self.stages_vjp(f, s, h, args, Ys, k_bar)
+        y_st, a_st = self.stages_vjp(vjps, y, h, k_bar)
         return y_bar + y_st, jax.tree_util.tree_map(jnp.add, a_bar, a_st)
 
     def interpolate(self, dense, h, theta):

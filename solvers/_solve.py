@@ -201,8 +201,10 @@ def _empty_out(prob, dtype):
     K, E = max(prob.n_events, 1), prob.max_events
     rows = prob.max_steps if prob.record_every else 0
     s_rec, h_rec = jnp.zeros((rows,), dtype), jnp.zeros((rows,), dtype).at[:1].set(1.0)
-    rec = _loop.Records(s_rec, h_rec, jnp.stack([s_rec, h_rec], axis=1), jnp.ones((), jnp.int32), jnp.ones((), dtype),
-                        -jnp.ones((), jnp.int32), jnp.zeros(prob.n_save, jnp.int32), jnp.full((K, E), -1, jnp.int32))
+    rec = _loop.Records(table=jnp.stack([s_rec, h_rec], axis=1), y=jnp.zeros((0, 0), dtype),
+                        n=jnp.ones((), jnp.int32), event_theta=jnp.ones((), dtype),
+                        event_index=-jnp.ones((), jnp.int32), save_step=jnp.zeros(prob.n_save, jnp.int32),
+                        event_step=jnp.full((K, E), -1, jnp.int32))
     return _loop.Out(jnp.zeros((prob.n_save, 0), dtype), z, jnp.ones((), dtype), jnp.full((K, E), jnp.inf, dtype),
                      jnp.zeros((K, E, 0), dtype), jnp.asarray(Status.SUCCESS, jnp.int32), jnp.zeros(5, jnp.int32), rec)
 
@@ -212,7 +214,7 @@ def _steps_saved(out, t0, T, t_end):
     rec = out.records
     k = jnp.arange(rec.s.shape[0])
     last = (k == rec.n - 1)[:, None]
-    y_next = jnp.concatenate([rec.y[1:, 2:], out.y_final[None]])
+    y_next = jnp.concatenate([rec.table[1:, 2:], out.y_final[None]])
     ys = jnp.where((k < rec.n - 1)[:, None], y_next, jnp.where(last, out.y_final, jnp.nan))
     s_next = jnp.concatenate([rec.s[1:], out.s_final[None]])
     ts = jnp.where(k < rec.n - 1, t0 + s_next * T, jnp.where(last[:, 0], t_end, jnp.inf))
