@@ -26,7 +26,8 @@ its silhouette; the camera ray's colour is the front-to-back composite of all
 candidates, and a shadow ray's transmittance is the product of (1 - alpha) of
 the occluders.  As softness -> 0 this is the hard render; for softness > 0 it
 is differentiable w.r.t. edge positions.  Meshes ramp their coverage inside
-their silhouette edges (see `Mesh`).  Mirror rays keep hard visibility.
+their silhouette edges (see `Mesh`).  Mirror rays keep hard visibility unless
+`soft_mirrors=True` (costlier: see `render`).
 
 Self-intersection: secondary rays start `hit_offset` (relative to the hit
 point's size and distance, see `_geometry`) off the surface and ignore hits
@@ -56,7 +57,7 @@ def _transmittance(scene, o, l, tmin, tmax, softness):
     return trans
 
 
-def _shade(scene, lay, d, bounces, softness):
+def _shade(scene, lay, d, bounces, softness, soft_mirrors=False):
     """Radiance (Vec3) leaving the surfaces `lay` towards -d."""
     m = lay.mat
     color = m.color
@@ -76,7 +77,8 @@ def _shade(scene, lay, d, bounces, softness):
         terms.append(irradiance * (color * (m.diffuse * jnp.maximum(ndl, 0.0)) + m.specular * spec) * vis)
     if bounces > 0:
         r = d - n * (2.0 * dot(d, n))
-        terms.append(_radiance(scene, po, r, eps, bounces - 1, None) * m.reflection)
+        mirror_softness = softness if soft_mirrors else None
+        terms.append(_radiance(scene, po, r, eps, bounces - 1, mirror_softness, soft_mirrors) * m.reflection)
     return _sum(terms)
 
 
@@ -154,10 +156,12 @@ def _closest(scene, o, d, tmin):
     return Layer(depth, alpha, point, normal, mat)
 
 
-def _radiance(scene, o, d, tmin, bounces, softness):
+def _radiance(scene, o, d, tmin, bounces, softness, soft_mirrors=False):
     """Radiance (Vec3) arriving at o from direction -d, for a batch of rays.
 
-    softness None: hard visibility; else a traced half-width (world units)."""
+    softness None: hard visibility; else a traced half-width (world units).
+    soft_mirrors: mirror rays composite their candidates softly too (each bounce
+    multiplies the candidates shaded per ray by their number)."""
     background = Vec3.of(scene.background.astype(o.x.dtype))
     if softness is None:
         one = _closest(scene, o, d, tmin)
@@ -166,7 +170,7 @@ def _radiance(scene, o, d, tmin, bounces, softness):
     present = lay.alpha > 0
     alpha = jnp.where(present, lay.alpha, 0.0)
     depth = jnp.where(present, lay.depth, jnp.inf)
-    colors = _shade(scene, lay, d, bounces, softness)
+    colors = _shade(scene, lay, d, bounces, softness, soft_mirrors)
     # Front-to-back compositing of the K candidates without sorting them:
     # candidate k is seen through every candidate in front of it (nearer, or
     # as near and listed first), the background through all of them.
@@ -217,8 +221,8 @@ def camera_rays(cam, spp=1):
     return tuple(v.stack() for v in _camera_rays(cam, spp))
 
 
-@functools.partial(jax.jit, static_argnames=("soft", "spp", "max_bounces"))
-def _render(scene, cam, softness, soft, spp, max_bounces):
+@functools.partial(jax.jit, static_argnames=("soft", "spp", "max_bounces", "soft_mirrors"))
+def _render(scene, cam, softness, soft, spp, max_bounces, soft_mirrors):
     # The camera's float dtype is the image's; scene values given as Python
     # numbers (float64 under x64) would otherwise promote a float32 render.
     dtype = jnp.result_type(cam.lookfrom, cam.lookat, cam.vup, cam.vfov)
@@ -229,12 +233,12 @@ def _render(scene, cam, softness, soft, spp, max_bounces):
     shape = d.x.shape
     o, d = (v.map(lambda x: x.reshape(-1)) for v in (o, d))
     tmin = hit_offset(o, jnp.zeros((), dtype))
-    col = _radiance(scene, o, d, tmin, max_bounces, softness if soft else None)
+    col = _radiance(scene, o, d, tmin, max_bounces, softness if soft else None, soft_mirrors)
     col = col.map(lambda x: x.reshape(shape).mean(axis=2))
     return col.stack()
 
 
-def render(scene, cam, *, softness=0.0, spp=1, max_bounces=2):
+def render(scene, cam, *, softness=0.0, spp=1, max_bounces=2, soft_mirrors=False):
     """Render `scene` seen by `cam` to a (height, width, 3) linear RGB image.
 
     softness: half-width (world units) of smooth visibility at silhouettes and
@@ -247,6 +251,11 @@ def render(scene, cam, *, softness=0.0, spp=1, max_bounces=2):
         values are biased (15-27% at a few pixels).
     spp: samples per pixel (deterministic, centred low-discrepancy sub-pixel offsets).
     max_bounces: mirror-reflection depth (0: no reflection rays).
+    soft_mirrors: with softness > 0, mirror rays get soft visibility too, so that
+        gradients see silhouettes and shadow edges move in reflections. Off by
+        default: each bounce shades every candidate surface of every candidate of
+        the bounce before (K objects, max_bounces 2: up to K^3 shadings per pixel,
+        where hard mirrors shade K + 2).
 
     jit-compiled; differentiable (jax.grad, jax.jacfwd) in every float field of
     scene and camera (use equinox.filter_grad for a whole Scene: meshes hold
@@ -263,4 +272,6 @@ def render(scene, cam, *, softness=0.0, spp=1, max_bounces=2):
         raise ValueError(f"max_bounces must be a non-negative integer, got {max_bounces}")
     # A fixed dtype, not weakly typed: every softness value hits one compiled render.
     dtype = jnp.result_type(cam.lookfrom, cam.lookat, cam.vup, cam.vfov)
-    return _render(scene, cam, jnp.asarray(softness, dtype), soft, int(spp), int(max_bounces))
+    if not isinstance(soft_mirrors, bool):
+        raise TypeError(f"soft_mirrors must be True or False, got {soft_mirrors!r}")
+    return _render(scene, cam, jnp.asarray(softness, dtype), soft, int(spp), int(max_bounces), soft_mirrors)
