@@ -81,7 +81,7 @@ def test_newton_failure_with_a_reused_jacobian_retries_with_a_fresh_one():
     np.testing.assert_allclose(np.asarray(retry.y1), np.asarray(good.y1), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("adjoint", [solvers.DiscreteAdjoint(), solvers.CheckpointAdjoint(checkpoints=4),
+@pytest.mark.parametrize("adjoint", [solvers.DiscreteAdjoint(), solvers.CheckpointAdjoint(checkpoints=16),
                                      solvers.ForwardMode()], ids=["discrete", "checkpoint", "forward"])
 def test_gradient_with_reuse_matches_central_differences(adjoint):
     m = solvers.Kvaerno5(jac_reuse=0.01)
